@@ -1,0 +1,54 @@
+# Knobs: thin wrappers a newcomer can read. `make demo` and `make test` are all you need.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+BUNDLE ?= bundles/ml-latest-small
+DATASET ?= ml-latest-small
+
+# Real data: ../shared/datasets when it is there (these machines have no internet);
+# otherwise the loaders download from GroupLens into data/. Set KNOBS_DATA_DIR to override.
+SHARED_DATA := $(abspath ../shared/datasets)
+ifeq ($(origin KNOBS_DATA_DIR), undefined)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export KNOBS_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: install demo data bundle test lint report clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is pinned: 2.13.0 CPU (a local wheel here; see README for CUDA).
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+data: install
+	$(BIN)/knobs data --dataset $(DATASET)
+
+$(BUNDLE)/manifest.json: | $(VENV)/.installed
+	$(BIN)/knobs train --dataset $(DATASET) --out $(BUNDLE)
+
+bundle: $(BUNDLE)/manifest.json
+
+# Until the web app exists, the demo ends with the bundle and its quality numbers.
+demo: data bundle
+	@echo "Bundle: $(BUNDLE)"; cat $(BUNDLE)/quality.json
+
+lint: install
+	$(BIN)/ruff check app models tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+# Regenerate reports/quality.{json,md}: the 5-fold comparison (about 10 minutes on 2 cores).
+report: install
+	$(BIN)/knobs evaluate --dataset $(DATASET) --folds 5 --no-progress \
+	  --json reports/quality.json --md reports/quality.md
+
+clean:
+	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache

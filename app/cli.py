@@ -1,0 +1,154 @@
+"""The `knobs` command line: data, train, evaluate.
+
+Heavy imports (torch, pandas) happen inside the commands so `knobs --help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+log = logging.getLogger("knobs")
+
+DEVICE = click.Choice(["auto", "cpu", "cuda"])
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def _dataset_choice() -> click.Choice:
+    from models.data.datasets import DATASETS
+
+    return click.Choice(list(DATASETS))
+
+
+def _fail(exc: Exception) -> None:
+    """One clear line on stderr and exit status 2 for errors a person can act on."""
+    click.echo(f"knobs: error: {exc}", err=True)
+    sys.exit(2)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _threads() -> None:
+    import torch
+
+    n = os.environ.get("KNOBS_THREADS")
+    if n:
+        torch.set_num_threads(int(n))
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Knobs: steer recommendations with labelled sparse-autoencoder knobs."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.option("--dataset", required=True, type=_dataset_choice(), help="Dataset name.")
+def data(dataset: str) -> None:
+    """Fetch (or find) a dataset, preprocess it, and print its size."""
+    from models.data.datasets import load_dataset
+    from models.data.download import ChecksumMismatchError, DataUnavailableError
+    from models.data.parsing import MalformedFileError
+
+    try:
+        ds = load_dataset(dataset)
+    except (DataUnavailableError, ChecksumMismatchError, MalformedFileError) as exc:
+        _fail(exc)
+    d = ds.interactions
+    click.echo(json.dumps({"dataset": dataset, "users": d.n_users, "items": d.n_items,
+                           "positives": d.nnz, "fingerprint": d.fingerprint(),
+                           "metadata": list(ds.metadata_sources)}, indent=2))
+
+
+@main.command()
+@click.option("--dataset", required=True, type=_dataset_choice(), help="Dataset name.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Bundle folder to write (replaced atomically if it exists).")
+@click.option("--device", default="auto", type=DEVICE, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+def train(dataset: str, out: Path, device: str, seed: int, progress: bool) -> None:
+    """Train ELSA and its SAE on DATASET and write a checkpoint bundle to OUT."""
+    from models.bundle import save_bundle
+    from models.config import defaults_for
+    from models.data.datasets import load_dataset
+    from models.data.download import ChecksumMismatchError, DataUnavailableError
+    from models.data.parsing import MalformedFileError
+    from models.pipeline import train_models
+    from models.train import resolve_device
+
+    _threads()
+    try:
+        dev = resolve_device(device)
+        ds = load_dataset(dataset, seed=seed)
+    except (DataUnavailableError, ChecksumMismatchError, MalformedFileError,
+            RuntimeError) as exc:
+        _fail(exc)
+    cfg = defaults_for(ds.interactions.n_users, seed)
+    log.info("training on %s (%s)", dev, dataset)
+    trained = train_models(ds.interactions, cfg, dev, progress)
+    path = save_bundle(out, dataset=dataset, elsa=trained.elsa, sae=trained.sae,
+                       train_config=cfg, data=ds.interactions, catalog=ds.catalog,
+                       quality=trained.quality,
+                       extra_config={"metadata_sources": list(ds.metadata_sources)})
+    q = trained.quality
+    click.echo(f"bundle written to {path}\n"
+               f"test nDCG@20: ELSA {q['elsa']['ndcg@20']:.4f}, ELSA+SAE "
+               f"{q['elsa+sae']['ndcg@20']:.4f}; SAE cosine {q['elsa+sae']['cosine']:.3f}, "
+               f"dead latents {100 * q['elsa+sae']['dead_fraction']:.1f}%; "
+               f"{q['train_seconds']:.0f} s")
+
+
+@main.command()
+@click.option("--dataset", required=True, type=_dataset_choice(), help="Dataset name.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2),
+              help="K-fold over users.")
+@click.option("--json", "json_path", required=True, type=click.Path(path_type=Path))
+@click.option("--md", "md_path", required=True, type=click.Path(path_type=Path))
+@click.option("--device", default="auto", type=DEVICE, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+def evaluate(dataset: str, folds: int, json_path: Path, md_path: Path, device: str,
+             seed: int, progress: bool) -> None:
+    """Compare popularity, EASE, ELSA, ELSA+SAE, MultVAE and MultVAE+SAE."""
+    from models.config import defaults_for
+    from models.data.datasets import load_dataset
+    from models.data.download import ChecksumMismatchError, DataUnavailableError
+    from models.data.parsing import MalformedFileError
+    from models.evaluate import run_evaluation, write_markdown
+    from models.train import resolve_device
+
+    _threads()
+    try:
+        dev = resolve_device(device)
+        ds = load_dataset(dataset, seed=seed, hetrec_metadata=False)
+    except (DataUnavailableError, ChecksumMismatchError, MalformedFileError,
+            RuntimeError) as exc:
+        _fail(exc)
+    cfg = defaults_for(ds.interactions.n_users, seed)
+    report: dict[str, Any] = run_evaluation(ds.interactions, cfg, folds, dev, dataset,
+                                            progress)
+    _atomic_write(json_path, json.dumps(report, indent=2) + "\n")
+    _atomic_write(md_path, write_markdown(report))
+    click.echo(write_markdown(report))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,270 @@
+"""A checkpoint bundle: one folder that a server can load and trust.
+
+  config.json            format version, dataset, model shapes, training config, versions
+  elsa.safetensors       A [items, d]
+  sae.safetensors        W_enc [d, h], b_enc [h], W_dec [h, d], b_dec [d]
+  interactions.safetensors  the dataset users' positives as CSR (indptr, indices) + ids
+  catalog.jsonl          one item per line, in model order: id, title, year, genres, metadata
+  quality.json           held-out metrics of this bundle's models
+  manifest.json          sha256 and size of every file above, the training data's
+                         fingerprint and the training config
+
+Weights are safetensors only (no pickle). A bundle is written into a temporary folder
+beside its destination and renamed into place, so a crash never leaves half a bundle.
+`load_bundle` checks the manifest, every hash, the tensor names, shapes and dtypes, and
+the format version, and raises BundleError naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from models.config import TrainConfig
+from models.data.interactions import Interactions, Vocabulary
+from models.elsa import ELSA
+from models.sae import BasicSAE, SparseAutoencoder, TopKSAE
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+FILES = ("config.json", "elsa.safetensors", "sae.safetensors", "interactions.safetensors",
+         "catalog.jsonl", "quality.json")
+CATALOG_FIELDS = ("item", "title", "year", "genres", "tags", "hetrec_tags", "directors",
+                  "countries")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be trusted: missing, corrupt or mismatched. The message names
+    the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Everything the server needs, on one device."""
+
+    path: Path
+    config: dict[str, Any]
+    train_config: TrainConfig
+    elsa: ELSA
+    sae: SparseAutoencoder
+    interactions: Interactions
+    catalog: pd.DataFrame
+    quality: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the bundle: the hash of its manifest."""
+        return sha256_file(self.path / MANIFEST)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value
+
+
+def save_bundle(out: str | Path, *, dataset: str, elsa: ELSA, sae: SparseAutoencoder,
+                train_config: TrainConfig, data: Interactions, catalog: pd.DataFrame,
+                quality: dict[str, Any], extra_config: dict[str, Any] | None = None) -> Path:
+    """Write a bundle to `out` atomically (temporary sibling folder, then rename)."""
+    out = Path(out)
+    if len(catalog) != data.n_items or not np.array_equal(catalog["item"].to_numpy(),
+                                                           data.items.ids):
+        raise ValueError("catalog rows must be the item vocabulary, in order")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        config = {
+            "format_version": FORMAT_VERSION,
+            "dataset": dataset,
+            "n_items": data.n_items,
+            "n_users": data.n_users,
+            "elsa": {"d": elsa.d},
+            "sae": {"kind": "topk" if isinstance(sae, TopKSAE) else "basic", "h": sae.h,
+                    "k": getattr(sae, "k", None)},
+            "train": train_config.to_dict(),
+            "versions": {"torch": torch.__version__, "numpy": np.__version__},
+            **(extra_config or {}),
+        }
+        _write_json(tmp / "config.json", config)
+        save_file({"A": elsa.A.detach().float().cpu().contiguous()},
+                  str(tmp / "elsa.safetensors"))
+        save_file({k: v.detach().float().cpu().contiguous()
+                   for k, v in sae.state_dict().items()}, str(tmp / "sae.safetensors"))
+        m = data.matrix.tocsr()
+        save_file({"indptr": torch.from_numpy(m.indptr.astype(np.int64)),
+                   "indices": torch.from_numpy(m.indices.astype(np.int64)),
+                   "user_ids": torch.from_numpy(data.users.ids.astype(np.int64)),
+                   "item_ids": torch.from_numpy(data.items.ids.astype(np.int64))},
+                  str(tmp / "interactions.safetensors"))
+        with (tmp / "catalog.jsonl").open("w", encoding="utf-8") as f:
+            for row in catalog[list(CATALOG_FIELDS)].itertuples(index=False):
+                f.write(json.dumps({k: _jsonable(v) for k, v in zip(CATALOG_FIELDS, row,
+                                                                     strict=True)},
+                                   ensure_ascii=False) + "\n")
+        _write_json(tmp / "quality.json", quality)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "files": {name: {"sha256": sha256_file(tmp / name),
+                             "bytes": (tmp / name).stat().st_size} for name in FILES},
+            "data_fingerprint": data.fingerprint(),
+            "dataset": dataset,
+            "train_config": train_config.to_dict(),
+        }
+        _write_json(tmp / MANIFEST, manifest)
+        for name in (*FILES, MANIFEST):
+            with (tmp / name).open("rb") as fh:
+                os.fsync(fh.fileno())
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: cannot be read as JSON ({exc})") from exc
+
+
+def verify_manifest(path: Path) -> dict[str, Any]:
+    """Check the manifest and every file's size and sha256; return the manifest."""
+    if not path.is_dir():
+        raise BundleError(f"{path}: no bundle folder there (train one with `knobs train`)")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{mpath}: manifest missing; this is not a complete bundle")
+    manifest = _read_json(mpath)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise BundleError(f"{mpath}: manifest has no 'files' table")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{mpath}: format version {manifest.get('format_version')!r}, this "
+                          f"Knobs reads version {FORMAT_VERSION}; retrain the bundle")
+    files = manifest["files"]
+    if set(files) != set(FILES):
+        raise BundleError(f"{mpath}: lists {sorted(files)}, expected {sorted(FILES)}")
+    for name, entry in files.items():
+        f = path / name
+        if Path(name).name != name or f.resolve().parent != path.resolve():
+            raise BundleError(f"{mpath}: entry {name!r} points outside the bundle folder")
+        if not f.is_file():
+            raise BundleError(f"{f}: missing (listed in the manifest)")
+        size = f.stat().st_size
+        if size != entry.get("bytes"):
+            raise BundleError(f"{f}: {size} bytes, the manifest says {entry.get('bytes')} "
+                              "(truncated or replaced)")
+        digest = sha256_file(f)
+        if digest != entry.get("sha256"):
+            raise BundleError(f"{f}: sha256 {digest[:16]}… does not match the manifest's "
+                              f"{str(entry.get('sha256'))[:16]}… (corrupted or modified)")
+    return manifest
+
+
+def _tensors(f: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
+             ) -> dict[str, torch.Tensor]:
+    """Load a safetensors file and check its tensor names, shapes (-1: any) and dtypes."""
+    try:
+        tensors = load_file(str(f))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"{f}: not a readable safetensors file ({exc})") from exc
+    if set(tensors) != set(expected):
+        raise BundleError(f"{f}: holds tensors {sorted(tensors)}, expected {sorted(expected)}")
+    for name, (shape, dtype) in expected.items():
+        t = tensors[name]
+        shape_ok = len(t.shape) == len(shape) and all(
+            want in (-1, got) for want, got in zip(shape, t.shape, strict=True))
+        if not shape_ok or t.dtype != dtype:
+            raise BundleError(f"{f}: tensor {name} is {tuple(t.shape)} {t.dtype}, config.json "
+                              f"implies {shape} {dtype}")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise BundleError(f"{f}: tensor {name} holds NaN or infinite values")
+    return tensors
+
+
+def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
+    """Load and verify a bundle; raise BundleError naming the file and problem."""
+    path = Path(path)
+    manifest = verify_manifest(path)
+    config = _read_json(path / "config.json")
+    try:
+        n_items, d = int(config["n_items"]), int(config["elsa"]["d"])
+        n_users = int(config["n_users"])
+        kind, h, k = config["sae"]["kind"], int(config["sae"]["h"]), config["sae"]["k"]
+        train_config = TrainConfig.from_dict(config["train"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{path / 'config.json'}: missing or invalid field ({exc})") from exc
+    f32 = torch.float32
+    a = _tensors(path / "elsa.safetensors", {"A": ((n_items, d), f32)})["A"]
+    s = _tensors(path / "sae.safetensors", {"W_enc": ((d, h), f32), "b_enc": ((h,), f32),
+                                           "W_dec": ((h, d), f32), "b_dec": ((d,), f32)})
+    inter = _tensors(path / "interactions.safetensors", {
+        "indptr": ((n_users + 1,), torch.int64), "indices": ((-1,), torch.int64),
+        "user_ids": ((n_users,), torch.int64), "item_ids": ((n_items,), torch.int64)})
+    indptr, indices = inter["indptr"].numpy(), inter["indices"].numpy()
+    nnz = len(indices)
+    if (indptr[0] != 0 or indptr[-1] != nnz or (np.diff(indptr) < 0).any()
+            or (nnz and (indices.min() < 0 or indices.max() >= n_items))):
+        raise BundleError(f"{path / 'interactions.safetensors'}: CSR structure is inconsistent")
+    matrix = sp.csr_matrix((np.ones(nnz, dtype=np.float32), indices, indptr),
+                           shape=(n_users, n_items))
+    interactions = Interactions(matrix, Vocabulary(inter["user_ids"].numpy()),
+                                Vocabulary(inter["item_ids"].numpy()))
+    try:
+        catalog = pd.read_json(path / "catalog.jsonl", lines=True, dtype=False)
+    except ValueError as exc:
+        raise BundleError(f"{path / 'catalog.jsonl'}: not valid JSON lines ({exc})") from exc
+    if len(catalog) != n_items or not np.array_equal(catalog["item"].to_numpy(),
+                                                     interactions.items.ids):
+        raise BundleError(f"{path / 'catalog.jsonl'}: rows do not match the model's items")
+    catalog["year"] = catalog["year"].astype("Int64")
+
+    elsa = ELSA(n_items, d)
+    elsa.A.data.copy_(a)
+    sae: SparseAutoencoder = TopKSAE(d, h, int(k)) if kind == "topk" else BasicSAE(d, h)
+    sae.load_state_dict(s)
+    elsa.to(device).eval()
+    sae.to(device).eval()
+    return Bundle(path, config, train_config, elsa, sae, interactions, catalog,
+                  _read_json(path / "quality.json"), manifest)

@@ -1,0 +1,136 @@
+"""Typed training configuration, saved beside the weights so a bundle explains itself.
+
+Defaults are chosen per dataset size by `defaults_for(n_users)`; every choice below was
+measured on ml-latest-small (reports/quality.md says how).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class ELSAConfig:
+    d: int = 1024
+    """Embedding width (columns of A)."""
+    lr: float = 3e-4
+    """Adam learning rate; betas are the paper's (0.9, 0.99) (method.md §2)."""
+    batch_size: int = 1024
+    """Users per step."""
+    max_epochs: int = 25
+    """Upper bound on epochs (the paper: 25)."""
+    patience: int = 10
+    """Epochs without a better validation nDCG@20 before stopping; best state restored."""
+    input_dropout: float = 0.0
+    """Knobs: share of a history hidden from the encoder during training (denoising);
+    the loss still asks for the whole history. 0 is the paper's plain ELSA."""
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    kind: Literal["topk", "basic"] = "topk"
+    """TopK (k largest pre-activations) or Basic (ReLU + L1) (method.md §4)."""
+    h: int = 8192
+    """Number of latents (the knobs)."""
+    k: int = 16
+    """Active latents per vector for TopK."""
+    l1: float = 3e-4
+    """lambda of the L1 term (also applied to TopK, as in the paper)."""
+    loss: Literal["cosine", "l2"] = "cosine"
+    """Reconstruction loss: cosine suits ELSA, L2 suits MultVAE (§4)."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    batch_size: int = 1024
+    """Vectors per step."""
+    max_epochs: int = 25
+    """Upper bound on epochs over the (augmented) training vectors."""
+    patience: int = 5
+    """Epochs without a better validation nDCG@20 of the nested model before stopping."""
+    subsamples_per_user: int = 0
+    """Knobs augmentation: embeddings of this many random sub-samples of each training
+    history are added to the training vectors (0: the users' full histories only)."""
+    keep_min: float = 0.2
+    """Each sub-sample keeps a share of the history drawn uniformly from [keep_min, 1)."""
+    item_onehots: bool = False
+    """Knobs augmentation: add every item's one-hot embedding (its row of A for ELSA)."""
+    mix: float = 0.0
+    """Knobs augmentation: chance that a sub-sample is joined with a sub-sample of another
+    training user (new, plausible histories instead of near-copies of few users)."""
+    resample: bool = False
+    """Draw fresh sub-samples every epoch (a stream, not a fixed set)."""
+    init_b_dec: bool = False
+    """Start b_dec at the mean standardised training vector instead of zero."""
+
+
+@dataclass(frozen=True)
+class MultVAEConfig:
+    d: int = 256
+    """Latent width; the hidden layer has 3 d units (method.md §3)."""
+    dropout: float = 0.5
+    """Input dropout."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    batch_size: int = 500
+    """Users per step."""
+    max_epochs: int = 25
+    """Upper bound on epochs."""
+    patience: int = 10
+    """Early-stopping patience on validation nDCG@20."""
+    beta_step: float = 1e-6
+    """KL weight grows by this much per step..."""
+    beta_cap: float = 1.0
+    """...up to this cap."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `knobs train` decides, one object."""
+
+    elsa: ELSAConfig = field(default_factory=ELSAConfig)
+    sae: SAEConfig = field(default_factory=SAEConfig)
+    multvae: MultVAEConfig = field(default_factory=MultVAEConfig)
+    ease_l2: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0)
+    """EASE ridge strengths tried; the best on validation is used."""
+    seed: int = 0
+    """Seeds the split, initialisation, batches and augmentation."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys are an error naming them."""
+        def build(kind: type[Any], values: dict[str, Any], where: str) -> Any:
+            names = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(values) - names
+            if unknown:
+                raise ValueError(f"unknown config key(s) in {where}: {sorted(unknown)}")
+            return kind(**values)
+
+        raw = dict(raw)
+        parts = {
+            "elsa": build(ELSAConfig, raw.pop("elsa", {}), "elsa"),
+            "sae": build(SAEConfig, raw.pop("sae", {}), "sae"),
+            "multvae": build(MultVAEConfig, raw.pop("multvae", {}), "multvae"),
+        }
+        if "ease_l2" in raw:
+            raw["ease_l2"] = tuple(raw["ease_l2"])
+        return build(cls, {**raw, **parts}, "config")
+
+
+def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
+    """The paper's settings for large data; for small data (< 20k users) smaller,
+    regularised models and the SAE augmentation that makes up for few users."""
+    if n_users >= 20_000:
+        return TrainConfig(seed=seed)
+    return TrainConfig(
+        elsa=ELSAConfig(d=1024, lr=3e-4, batch_size=128, max_epochs=60, patience=10,
+                        input_dropout=0.75),
+        sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=1024, max_epochs=30, patience=5,
+                      subsamples_per_user=32, item_onehots=True),
+        multvae=MultVAEConfig(d=256, batch_size=128, max_epochs=100, patience=15,
+                              beta_step=1e-4, beta_cap=0.2),
+        seed=seed,
+    )

@@ -1,0 +1,249 @@
+"""The offline comparison of method.md §1: every model on the same test users, K folds over
+users for small data, means with standard errors and paired per-user differences with
+bootstrap CIs. Produces the dict behind reports/quality.{json,md}."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from models.baselines import EASE, Popularity
+from models.config import TrainConfig
+from models.data.interactions import Interactions, Split, kfold_splits
+from models.elsa import ELSA
+from models.metrics import mean_se, paired_bootstrap
+from models.multvae import MultVAE
+from models.recommender import Recommender
+from models.sae import SparseAutoencoder
+from models.train import (
+    embed_rows,
+    evaluate_heldout,
+    train_elsa,
+    train_multvae,
+    train_sae,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_NAMES = ("popularity", "ease", "elsa", "elsa+sae", "multvae", "multvae+sae")
+PAIRS = (("elsa+sae", "elsa"), ("elsa", "ease"), ("multvae+sae", "multvae"),
+         ("elsa", "multvae"))
+
+
+@dataclass
+class SAEStats:
+    """cosine: mean cos(u^, u) over test users' embeddings; l0: mean active latents per
+    test user; dead_fraction: share of latents active for no user (train, validation or
+    test input) and no item one-hot (the definition of the issue's targets)."""
+
+    cosine: float
+    l0: float
+    dead_fraction: float
+
+
+@torch.no_grad()
+def sae_stats(backbone: ELSA | MultVAE, sae: SparseAutoencoder, split: Split,
+              device: torch.device) -> SAEStats:
+    test_u = embed_rows(backbone, split.test.input, device)
+    out = sae(test_u)
+    cosine = torch.nn.functional.cosine_similarity(out.reconstruction, test_u, dim=-1)
+    l0 = (out.code > 0).sum(dim=-1).float()
+    alive = torch.zeros(sae.h, dtype=torch.bool, device=device)
+    eye = sp.identity(split.train.shape[1], dtype=np.float32, format="csr")
+    for matrix in (split.train, split.val.input, split.test.input, eye):
+        for start in range(0, matrix.shape[0], 4096):
+            u = embed_rows(backbone, matrix[start : start + 4096], device)
+            alive |= (sae.encode(u).code > 0).any(dim=0)
+    return SAEStats(float(cosine.mean()), float(l0.mean()),
+                    float(1.0 - alive.float().mean()))
+
+
+@dataclass
+class FoldResult:
+    """Per-user metric arrays for each model on one fold's test users."""
+
+    users: np.ndarray
+    recall: dict[str, np.ndarray] = field(default_factory=dict)
+    ndcg: dict[str, np.ndarray] = field(default_factory=dict)
+    sae: dict[str, SAEStats] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    ease_l2: float = float("nan")
+
+
+def select_ease(split: Split, l2s: tuple[float, ...], device: torch.device) -> EASE:
+    """EASE with the ridge strength that scores best on the validation users."""
+    best: tuple[float, EASE] | None = None
+    for l2 in l2s:
+        model = EASE(split.train, l2)
+        ndcg = float(np.nanmean(evaluate_heldout(model.scores, split.val, device)[1]))
+        log.info("EASE lambda=%g: validation nDCG@20 %.4f", l2, ndcg)
+        if best is None or ndcg > best[0]:
+            best = (ndcg, model)
+    assert best is not None
+    return best[1]
+
+
+def evaluate_fold(split: Split, cfg: TrainConfig, device: torch.device,
+                  generator: torch.Generator, progress: bool = True) -> FoldResult:
+    res = FoldResult(users=split.test.users)
+
+    def record(name: str, scorer: Any, started: float) -> None:
+        rec, nd = evaluate_heldout(scorer, split.test, device)
+        res.recall[name], res.ndcg[name] = rec, nd
+        res.seconds[name] = time.perf_counter() - started
+        log.info("%-12s Recall@20 %.4f  nDCG@20 %.4f  (%.1fs)", name, np.nanmean(rec),
+                 np.nanmean(nd), res.seconds[name])
+
+    t = time.perf_counter()
+    record("popularity", Popularity(split.train).scores, t)
+    t = time.perf_counter()
+    ease = select_ease(split, cfg.ease_l2, device)
+    record("ease", ease.scores, t)
+    res.ease_l2 = ease.l2
+    del ease
+
+    t = time.perf_counter()
+    elsa, _ = train_elsa(split.train, split.val, cfg.elsa, device, generator, progress)
+    record("elsa", elsa, t)
+    t = time.perf_counter()
+    sae, _ = train_sae(elsa, split.train, split.val, cfg.sae, device, generator, progress)
+    record("elsa+sae", Recommender(elsa, sae), t)
+    res.sae["elsa+sae"] = sae_stats(elsa, sae, split, device)
+
+    t = time.perf_counter()
+    vae, _ = train_multvae(split.train, split.val, cfg.multvae, device, generator, progress)
+    record("multvae", Recommender(vae), t)
+    t = time.perf_counter()
+    vae_sae_cfg = dataclasses.replace(cfg.sae, loss="l2")  # §4: L2 suits MultVAE
+    vsae, _ = train_sae(vae, split.train, split.val, vae_sae_cfg, device, generator, progress)
+    record("multvae+sae", Recommender(vae, vsae), t)
+    res.sae["multvae+sae"] = sae_stats(vae, vsae, split, device)
+    return res
+
+
+def run_evaluation(data: Interactions, cfg: TrainConfig, folds: int, device: torch.device,
+                   dataset: str, progress: bool = True) -> dict[str, Any]:
+    """K-fold evaluation over users; returns the report dict (see `write_markdown`)."""
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(cfg.seed)
+    results: list[FoldResult] = []
+    for f, split in enumerate(kfold_splits(data, folds, cfg.seed)):
+        log.info("fold %d/%d: %d train, %d validation, %d test users", f + 1, folds,
+                 split.train.shape[0], len(split.val.users), len(split.test.users))
+        results.append(evaluate_fold(split, cfg, device, generator, progress))
+    return summarize(results, data, cfg, folds, dataset, device,
+                     time.perf_counter() - started)
+
+
+def summarize(results: list[FoldResult], data: Interactions, cfg: TrainConfig, folds: int,
+              dataset: str, device: torch.device, seconds: float) -> dict[str, Any]:
+    rng = np.random.default_rng(cfg.seed)
+    recall = {m: np.concatenate([r.recall[m] for r in results]) for m in MODEL_NAMES}
+    ndcg = {m: np.concatenate([r.ndcg[m] for r in results]) for m in MODEL_NAMES}
+    models: dict[str, dict[str, float]] = {}
+    for m in MODEL_NAMES:
+        r_mean, r_se = mean_se(recall[m])
+        n_mean, n_se = mean_se(ndcg[m])
+        models[m] = {"recall@20": r_mean, "recall@20_se": r_se,
+                     "ndcg@20": n_mean, "ndcg@20_se": n_se,
+                     "train_seconds_per_fold": float(np.mean([r.seconds[m] for r in results]))}
+    for m in ("elsa+sae", "multvae+sae"):
+        for key in ("cosine", "l0", "dead_fraction"):
+            models[m][key] = float(np.mean([getattr(r.sae[m], key) for r in results]))
+            models[m][f"{key}_per_fold"] = [getattr(r.sae[m], key) for r in results]  # type: ignore[assignment]
+    paired: dict[str, dict[str, list[float]]] = {}
+    for a, b in PAIRS:
+        paired[f"{a} - {b}"] = {
+            "recall@20": list(paired_bootstrap(recall[a], recall[b], rng)),
+            "ndcg@20": list(paired_bootstrap(ndcg[a], ndcg[b], rng)),
+        }
+    return {
+        "dataset": dataset,
+        "protocol": {"folds": folds, "users": data.n_users, "items": data.n_items,
+                     "positives": data.nnz, "test_users": int(len(ndcg["elsa"])),
+                     "seed": cfg.seed, "bootstrap": 10_000, "ci": 0.95},
+        "config": cfg.to_dict(),
+        "ease_l2_per_fold": [r.ease_l2 for r in results],
+        "models": models,
+        "paired": paired,
+        "ratios": {
+            "elsa / ease ndcg@20": models["elsa"]["ndcg@20"] / models["ease"]["ndcg@20"],
+            "elsa+sae / elsa ndcg@20": models["elsa+sae"]["ndcg@20"] / models["elsa"]["ndcg@20"],
+            "elsa+sae / elsa recall@20": (models["elsa+sae"]["recall@20"]
+                                          / models["elsa"]["recall@20"]),
+        },
+        "machine": machine_info(device),
+        "seconds": seconds,
+    }
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "torch": torch.__version__, "device": str(device),
+                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _fmt(v: float, se: float | None = None) -> str:
+    if math.isnan(v):
+        return "n/a"
+    return f"{v:.4f}" + (f" ± {se:.4f}" if se is not None and not math.isnan(se) else "")
+
+
+def write_markdown(report: dict[str, Any]) -> str:
+    """A readable rendering of the report dict."""
+    p = report["protocol"]
+    m = report["models"]
+    lines = [
+        f"# Offline quality: {report['dataset']}",
+        "",
+        f"{p['users']} users x {p['items']} items, {p['positives']} positives (rating >= 4, "
+        f"users with >= 5). {p['folds']}-fold over users: every user is a test user once "
+        f"({p['test_users']} in all); 20% of each test user's items are the targets. "
+        f"Seed {p['seed']}. Means ± standard error over users.",
+        "",
+        "| model | Recall@20 | nDCG@20 | train s/fold |",
+        "|---|---|---|---|",
+    ]
+    for name in MODEL_NAMES:
+        r = m[name]
+        lines.append(f"| {name} | {_fmt(r['recall@20'], r['recall@20_se'])} | "
+                     f"{_fmt(r['ndcg@20'], r['ndcg@20_se'])} | "
+                     f"{r['train_seconds_per_fold']:.1f} |")
+    lines += ["", "## SAE", "", "| model | reconstruction cosine | L0 | dead latents |",
+              "|---|---|---|---|"]
+    for name in ("elsa+sae", "multvae+sae"):
+        r = m[name]
+        lines.append(f"| {name} | {r['cosine']:.3f} | {r['l0']:.1f} | "
+                     f"{100 * r['dead_fraction']:.1f}% |")
+    lines += ["", "A latent is dead when it is active for no user (train, validation or "
+              "test input) and no item one-hot.", "", "## Paired differences",
+              "", "Mean per-user difference, 95% percentile bootstrap CI over users.", "",
+              "| pair | Recall@20 | nDCG@20 |", "|---|---|---|"]
+    for pair, vals in report["paired"].items():
+        cells = [f"{v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]" for v in
+                 (vals["recall@20"], vals["ndcg@20"])]
+        lines.append(f"| {pair} | {cells[0]} | {cells[1]} |")
+    ratios = report["ratios"]
+    lines += ["", "## Targets", "",
+              f"- ELSA nDCG@20 / EASE: {ratios['elsa / ease ndcg@20']:.3f} (target >= 0.97)",
+              f"- ELSA+SAE keeps {100 * ratios['elsa+sae / elsa ndcg@20']:.1f}% of ELSA's "
+              f"nDCG@20 and {100 * ratios['elsa+sae / elsa recall@20']:.1f}% of its "
+              "Recall@20 (target >= 98.5%)",
+              f"- reconstruction cosine {m['elsa+sae']['cosine']:.3f} (target >= 0.85), "
+              f"dead latents {100 * m['elsa+sae']['dead_fraction']:.1f}% (target <= 10%)",
+              f"- wall time {report['seconds'] / 60:.1f} min on {report['machine']['device']} "
+              f"({report['machine']['torch_threads']} threads)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""Sparse autoencoders over a backbone's user embedding (method.md §4).
+
+u~ = (u - mean(u)) / (std(u) + 1e-7)      standardisation, out of place (§4, §9)
+e  = ReLU((u~ - b_dec) W_enc + b_enc)       then TopK keeps the k largest (Basic keeps all)
+u^ = mean(u) + std(u) (e W_dec + b_dec)     decoder rows W_dec[n] of unit norm
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+EPS = 1e-7
+
+
+class Standardized(NamedTuple):
+    """u_std: [batch, d]; mean, std: [batch, 1] — what the decoder needs to undo it."""
+
+    u_std: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+class SAECode(NamedTuple):
+    """code: [batch, h] non-negative and sparse; mean, std: [batch, 1] of the input vector,
+    kept so that the decoder (and steering, §6-§7) can return to the input's scale."""
+
+    code: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+class SAEOutput(NamedTuple):
+    """reconstruction: [batch, d] in the input's scale; code: [batch, h] (non-negative,
+    sparse); mean, std: [batch, 1] the per-vector statistics used to standardise."""
+
+    reconstruction: torch.Tensor
+    code: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def standardize(u: torch.Tensor) -> Standardized:
+    """Per-vector standardisation, returning a new tensor; `u` is never modified (§4)."""
+    mean = u.mean(dim=-1, keepdim=True)
+    std = u.std(dim=-1, keepdim=True)
+    return Standardized((u - mean) / (std + EPS), mean, std)
+
+
+class SparseAutoencoder(nn.Module):
+    """Untied SAE. W_enc: [d, h], b_enc: [h], W_dec: [h, d] (unit rows), b_dec: [d].
+
+    Subclasses decide which pre-activations survive (`sparsify`).
+    """
+
+    def __init__(self, d: int, h: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if d < 1 or h < 1:
+            raise ValueError(f"SAE needs d >= 1 and h >= 1, got {d}, {h}")
+        w_dec = torch.empty(h, d)
+        nn.init.kaiming_uniform_(w_dec, a=5**0.5, generator=generator)
+        self.W_dec = nn.Parameter(w_dec)
+        self.normalize_()
+        # Encoder initialised as the decoder's transpose: a common, stable start.
+        self.W_enc = nn.Parameter(self.W_dec.detach().T.clone())
+        self.b_enc = nn.Parameter(torch.zeros(h))
+        self.b_dec = nn.Parameter(torch.zeros(d))
+
+    @property
+    def d(self) -> int:
+        return int(self.W_dec.shape[1])
+
+    @property
+    def h(self) -> int:
+        return int(self.W_dec.shape[0])
+
+    def pre_activation(self, u_std: torch.Tensor) -> torch.Tensor:
+        """ReLU((u~ - b_dec) W_enc + b_enc): [batch, h]."""
+        return torch.relu((u_std - self.b_dec) @ self.W_enc + self.b_enc)
+
+    def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
+        """Which activations are kept; the Basic SAE keeps all of them."""
+        return pre
+
+    def encode(self, u: torch.Tensor) -> SAECode:
+        """u: [batch, d] -> SAECode(code [batch, h], mean [batch, 1], std [batch, 1])."""
+        s = standardize(u)
+        return SAECode(self.sparsify(self.pre_activation(s.u_std)), s.mean, s.std)
+
+    def decode(self, code: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """code: [batch, h], mean/std: [batch, 1] -> u^: [batch, d]."""
+        return mean + std * (code @ self.W_dec + self.b_dec)
+
+    def forward(self, u: torch.Tensor) -> SAEOutput:
+        code, mean, std = self.encode(u)
+        return SAEOutput(self.decode(code, mean, std), code, mean, std)
+
+    @torch.no_grad()
+    def init_decoder_bias_(self, u: torch.Tensor) -> None:
+        """Start b_dec at the mean of the standardised training vectors, so the code
+        spends its k latents on what sets a vector apart, not on what all share
+        (a common SAE initialisation; the paper does not say how it initialised b_dec)."""
+        self.b_dec.copy_(standardize(u).u_std.mean(dim=0))
+
+    @torch.no_grad()
+    def normalize_(self) -> None:
+        """Unit-norm decoder rows (§4), as ELSA's rows."""
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    @torch.no_grad()
+    def project_grad_(self) -> None:
+        """Remove the radial component of each decoder row's gradient (§4)."""
+        if self.W_dec.grad is not None:
+            g = self.W_dec.grad
+            g.sub_((g * self.W_dec).sum(dim=1, keepdim=True) * self.W_dec)
+
+
+class TopKSAE(SparseAutoencoder):
+    """Keeps the k largest pre-activations of each vector, zeroes the rest (§4)."""
+
+    def __init__(self, d: int, h: int, k: int, generator: torch.Generator | None = None) -> None:
+        if not 1 <= k <= h:
+            raise ValueError(f"TopK needs 1 <= k <= h, got k={k}, h={h}")
+        super().__init__(d, h, generator)
+        self.k = k
+
+    def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
+        values, indices = pre.topk(self.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, indices, values)
+
+
+class BasicSAE(SparseAutoencoder):
+    """ReLU SAE; sparsity comes from the L1 penalty alone (§4)."""

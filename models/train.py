@@ -1,0 +1,305 @@
+"""Trainers, kept apart from the models: the device and a torch.Generator are passed in,
+nothing is seeded globally, and every epoch yields a dict[str, float] for the history.
+
+Early stopping watches validation nDCG@20 and restores the best state (method.md §2).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from models.config import ELSAConfig, MultVAEConfig, SAEConfig
+from models.data.interactions import HeldOut
+from models.elsa import ELSA
+from models.losses import (
+    cosine_loss,
+    gaussian_kl,
+    l1_sparsity,
+    l2_loss,
+    multinomial_nll,
+    normalized_mse,
+)
+from models.metrics import recall_ndcg_at_k, top_n
+from models.multvae import MultVAE
+from models.recommender import Recommender
+from models.sae import BasicSAE, SparseAutoencoder, TopKSAE
+
+log = logging.getLogger(__name__)
+
+History = list[dict[str, float]]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def child_generator(parent: torch.Generator, device: torch.device) -> torch.Generator:
+    """A generator on `device` seeded from `parent`: device-side randomness stays
+    reproducible from the one CPU generator the caller passed in."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=parent).item())
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """matrix[rows] as a dense float32 tensor on `device`: [len(rows), items]."""
+    return torch.from_numpy(matrix[rows].toarray().astype(np.float32, copy=False)).to(device)
+
+
+def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
+    """Shuffled index batches covering 0..n-1 once."""
+    perm = torch.randperm(n, generator=generator).numpy()
+    for start in range(0, n, batch_size):
+        yield perm[start : start + batch_size]
+
+
+@torch.no_grad()
+def rank(model: Callable[[torch.Tensor], torch.Tensor], inputs: sp.csr_matrix,
+         device: torch.device, n: int = 20, batch_size: int = 1024) -> np.ndarray:
+    """Top-n item indices per row of `inputs`, inputs masked: [users, n]."""
+    out = []
+    for start in range(0, inputs.shape[0], batch_size):
+        x = dense_rows(inputs, np.arange(start, min(start + batch_size, inputs.shape[0])),
+                       device)
+        out.append(top_n(model(x), n, exclude=x > 0).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, n), dtype=np.int64)
+
+
+def evaluate_heldout(model: Callable[[torch.Tensor], torch.Tensor], heldout: HeldOut,
+                     device: torch.device, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user Recall@k and nDCG@k of `model` on fold-in users."""
+    return recall_ndcg_at_k(rank(model, heldout.input, device, k), heldout.target, k)
+
+
+@dataclass
+class EarlyStopping:
+    """Keeps a copy of the best state; `update` returns True when patience ran out."""
+
+    patience: int
+    best: float = float("-inf")
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    _bad: int = 0
+
+    def update(self, metric: float, epoch: int, module: torch.nn.Module) -> bool:
+        if metric > self.best:
+            self.best, self.best_epoch, self._bad = metric, epoch, 0
+            self.best_state = copy.deepcopy(module.state_dict())
+            return False
+        self._bad += 1
+        return self._bad >= self.patience
+
+    def restore(self, module: torch.nn.Module) -> None:
+        if self.best_state:
+            module.load_state_dict(self.best_state)
+
+
+def _val_ndcg(model: torch.nn.Module, val: HeldOut, device: torch.device) -> float:
+    model.eval()
+    _, ndcg = evaluate_heldout(model, val, device)
+    return float(np.nanmean(ndcg))
+
+
+def _fit(name: str, module: torch.nn.Module, scorer: torch.nn.Module, val: HeldOut,
+         device: torch.device, max_epochs: int, patience: int,
+         run_epoch: Callable[[], float], progress: bool) -> History:
+    """The shared epoch loop: train one epoch, validate, stop early, restore the best."""
+    stopper = EarlyStopping(patience)
+    history: History = []
+    bar = tqdm(range(max_epochs), desc=f"train {name}", disable=not progress, leave=False)
+    for epoch in bar:
+        module.train()
+        loss = run_epoch()
+        ndcg = _val_ndcg(scorer, val, device)
+        history.append({"epoch": float(epoch), "loss": loss, "val_ndcg@20": ndcg})
+        bar.set_postfix(loss=f"{loss:.4f}", val_ndcg=f"{ndcg:.4f}")
+        if stopper.update(ndcg, epoch, module):
+            break
+    stopper.restore(module)
+    scorer.eval()
+    log.info("%s: best validation nDCG@20 %.4f at epoch %d of %d", name, stopper.best,
+             stopper.best_epoch, len(history))
+    return history
+
+
+def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torch.device,
+               generator: torch.Generator, progress: bool = True) -> tuple[ELSA, History]:
+    """Adam (betas 0.9, 0.99) on the normalised MSE; after each backward the gradient is
+    projected onto the sphere's tangent space and rows are renormalised (§2)."""
+    model = ELSA(train.shape[1], cfg.d, generator).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    dev_gen = child_generator(generator, device)
+
+    def epoch() -> float:
+        total, count = 0.0, 0
+        for idx in minibatches(train.shape[0], cfg.batch_size, generator):
+            x = dense_rows(train, idx, device)
+            x_in = x
+            if cfg.input_dropout > 0:
+                keep = torch.rand(x.shape, generator=dev_gen, device=device) >= cfg.input_dropout
+                x_in = x * keep
+            loss = normalized_mse(model(x_in), x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            model.project_grad_()
+            opt.step()
+            model.normalize_()
+            total, count = total + loss.item() * len(idx), count + len(idx)
+        return total / max(count, 1)
+
+    history = _fit("elsa", model, model, val, device, cfg.max_epochs, cfg.patience, epoch,
+                   progress)
+    return model, history
+
+
+def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
+                  device: torch.device, generator: torch.Generator,
+                  progress: bool = True) -> tuple[MultVAE, History]:
+    """Multinomial NLL + beta KL with beta annealed per step up to its cap (§3)."""
+    torch_seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(torch_seed)  # nn.Linear init and dropout draw from the global rng
+        model = MultVAE(train.shape[1], cfg.d, cfg.dropout).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    dev_gen = child_generator(generator, device)
+    state = {"beta": 0.0}
+
+    def epoch() -> float:
+        total, count = 0.0, 0
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator).item()))
+            for idx in minibatches(train.shape[0], cfg.batch_size, generator):
+                x = dense_rows(train, idx, device)
+                out = model(x, generator=dev_gen)
+                loss = multinomial_nll(out.logits, x) + state["beta"] * gaussian_kl(
+                    out.mu, out.logvar)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                state["beta"] = min(cfg.beta_cap, state["beta"] + cfg.beta_step)
+                total, count = total + loss.item() * len(idx), count + len(idx)
+        return total / max(count, 1)
+
+    history = _fit("multvae", model, Recommender(model), val, device, cfg.max_epochs,
+                   cfg.patience, epoch, progress)
+    return model, history
+
+
+@torch.no_grad()
+def embed_rows(backbone: ELSA | MultVAE, matrix: sp.csr_matrix, device: torch.device,
+               batch_size: int = 1024) -> torch.Tensor:
+    """Backbone embeddings of every row of `matrix`: [rows, d] on `device`."""
+    backbone.eval()
+    out = [backbone.encode(dense_rows(matrix, np.arange(s, min(s + batch_size,
+                                                                 matrix.shape[0])), device))
+           for s in range(0, matrix.shape[0], batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, 0, device=device)
+
+
+def subsample_histories(matrix: sp.csr_matrix, per_row: int, keep_min: float,
+                        rng: np.random.Generator, mix: float = 0.0) -> sp.csr_matrix:
+    """`per_row` random sub-samples of every non-empty row, each keeping a share of the
+    row's items drawn from U[keep_min, 1) (at least one item). With probability `mix` a
+    sub-sample is joined with a sub-sample of another random row, so the vectors are not
+    all near one of the few training users. Returns [rows * per_row, items] CSR."""
+    indptr, indices = matrix.indptr, matrix.indices
+    nonempty = np.flatnonzero(np.diff(indptr) > 0)
+
+    def draw(u: int) -> np.ndarray:
+        items = indices[indptr[u] : indptr[u + 1]]
+        keep = rng.random(len(items)) < rng.uniform(keep_min, 1.0)
+        if not keep.any():
+            keep[rng.integers(len(items))] = True
+        return items[keep]
+
+    cols: list[np.ndarray] = []
+    for u in np.repeat(nonempty, per_row):
+        picked = draw(int(u))
+        if mix > 0 and rng.random() < mix:
+            picked = np.union1d(picked, draw(int(rng.choice(nonempty))))
+        cols.append(picked)
+    lengths = np.array([len(c) for c in cols], dtype=np.int64)
+    out_indptr = np.concatenate([[0], np.cumsum(lengths)])
+    out_indices = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    out = sp.csr_matrix((np.ones(len(out_indices), dtype=np.float32), out_indices,
+                         out_indptr), shape=(len(cols), matrix.shape[1]))
+    out.sort_indices()
+    return out
+
+
+def sae_training_vectors(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SAEConfig,
+                         device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """The SAE's training set: embeddings of the training users, plus (Knobs augmentation)
+    embeddings of random sub-samples of their histories and of every item's one-hot."""
+    parts = [embed_rows(backbone, train, device)]
+    if cfg.subsamples_per_user > 0:
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        subs = subsample_histories(train, cfg.subsamples_per_user, cfg.keep_min, rng,
+                                   cfg.mix)
+        parts.append(embed_rows(backbone, subs, device))
+    if cfg.item_onehots:
+        eye = sp.identity(train.shape[1], dtype=np.float32, format="csr")
+        parts.append(embed_rows(backbone, eye, device))
+    return torch.cat(parts)
+
+
+def make_sae(d: int, cfg: SAEConfig, generator: torch.Generator) -> SparseAutoencoder:
+    if cfg.kind == "topk":
+        return TopKSAE(d, cfg.h, cfg.k, generator)
+    if cfg.kind == "basic":
+        return BasicSAE(d, cfg.h, generator)
+    raise ValueError(f"SAE kind must be 'topk' or 'basic', got {cfg.kind!r}")
+
+
+def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg: SAEConfig,
+              device: torch.device, generator: torch.Generator,
+              progress: bool = True) -> tuple[SparseAutoencoder, History]:
+    """Train an SAE on the frozen backbone's embeddings (§4): reconstruction loss (cosine
+    or L2) + lambda * L1 of the code; unit decoder rows kept by projection and
+    renormalisation. Early stopping on the nested recommender's validation nDCG@20."""
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    vectors = sae_training_vectors(backbone, train, cfg, device, generator)
+    sae = make_sae(vectors.shape[1], cfg, generator).to(device)
+    if cfg.init_b_dec:
+        sae.init_decoder_bias_(vectors)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    recon_loss = cosine_loss if cfg.loss == "cosine" else l2_loss
+    log.info("SAE: %d training vectors of width %d", vectors.shape[0], vectors.shape[1])
+    count_epochs = [0]
+
+    def epoch() -> float:
+        nonlocal vectors
+        total, count = 0.0, 0
+        if cfg.resample and count_epochs[0] > 0:
+            vectors = sae_training_vectors(backbone, train, cfg, device, generator)
+        count_epochs[0] += 1
+        for idx in minibatches(vectors.shape[0], cfg.batch_size, generator):
+            u = vectors[torch.from_numpy(idx).to(device)]
+            out = sae(u)
+            loss = recon_loss(out.reconstruction, u) + cfg.l1 * l1_sparsity(out.code)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            sae.project_grad_()
+            opt.step()
+            sae.normalize_()
+            total, count = total + loss.item() * len(idx), count + len(idx)
+        return total / max(count, 1)
+
+    history = _fit("sae", sae, Recommender(backbone, sae), val, device, cfg.max_epochs,
+                   cfg.patience, epoch, progress)
+    return sae, history

@@ -1,0 +1,106 @@
+"""The `knobs` command line: train end to end on synthetic data (in process with tiny
+models, and once as a real subprocess with the shipped defaults), the one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import models.config
+from app.cli import main
+from models.bundle import load_bundle
+from models.config import ELSAConfig, SAEConfig, TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+KNOBS = REPO / ".venv" / "bin" / "knobs"
+
+
+def tiny_defaults(n_users: int, seed: int = 0) -> TrainConfig:
+    return TrainConfig(elsa=ELSAConfig(d=16, lr=3e-2, batch_size=64, max_epochs=3, patience=2),
+                       sae=SAEConfig(h=32, k=4, lr=1e-2, batch_size=128, max_epochs=2,
+                                     patience=2),
+                       seed=seed)
+
+
+def test_train_writes_a_loadable_bundle(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.config, "defaults_for", tiny_defaults)
+    out = tmp_path / "bundles" / "synthetic"
+    result = CliRunner().invoke(main, ["train", "--dataset", "synthetic", "--out", str(out),
+                                       "--device", "cpu", "--seed", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"bundle written to {out}" in result.stdout
+    assert "test nDCG@20: ELSA" in result.stdout
+    b = load_bundle(out)
+    assert b.config["dataset"] == "synthetic"
+    assert b.config["metadata_sources"] == ["synthetic"]
+    assert b.train_config == tiny_defaults(0, seed=2)
+    assert b.elsa.d == 16 and b.sae.h == 32
+    q = b.quality
+    assert {"split", "elsa", "elsa+sae", "train_seconds", "epochs"} <= set(q)
+    assert 0.0 <= q["elsa"]["ndcg@20"] <= 1.0
+    assert q["elsa+sae"]["l0"] <= 4
+
+
+def test_data_prints_the_dataset_size() -> None:
+    result = CliRunner().invoke(main, ["data", "--dataset", "synthetic"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["dataset"] == "synthetic"
+    assert info["users"] > 0 and info["items"] > 0 and info["positives"] > 0
+    assert len(info["fingerprint"]) == 64
+
+
+def test_unknown_dataset_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["train", "--dataset", "nope", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "synthetic" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_train_on_cuda_without_a_gpu_fails_in_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    result = CliRunner().invoke(main, ["train", "--dataset", "synthetic", "--out", str(out),
+                                       "--device", "cuda", "--no-progress"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("knobs: error:") and "cuda" in lines[0].lower()
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("data", "train", "evaluate"):
+        assert command in result.stdout
+
+
+@pytest.mark.slow
+def test_knobs_train_subprocess_with_shipped_defaults(tmp_path: Path) -> None:
+    """The real console script, the real defaults for a small dataset, on the CPU."""
+    if not KNOBS.exists():
+        pytest.skip(f"{KNOBS} not installed (make install)")
+    out = tmp_path / "bundle"
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(KNOBS), "train", "--dataset", "synthetic", "--out", str(out), "--device", "cpu",
+         "--no-progress"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={"PATH": str(Path(sys.executable).parent), "KNOBS_THREADS": "2",
+             "HOME": str(tmp_path)},
+    )
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    b = load_bundle(out)
+    assert b.config["dataset"] == "synthetic"
+    assert b.quality["elsa"]["ndcg@20"] > 0.2
+    assert seconds < 120, f"knobs train on synthetic took {seconds:.0f} s"

@@ -1,0 +1,121 @@
+"""HetRec 2011 MovieLens-2k metadata: file quirks, the imdb trust filter, real data."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models.data import hetrec, movielens
+from models.data.parsing import MalformedFileError
+
+MOVIES_HEADER = "\t".join(hetrec._MOVIES_HEADER)
+
+
+def movie_row(movie_id: int, title: str, imdb: str) -> str:
+    rest = ["" for _ in range(len(hetrec._MOVIES_HEADER) - 3)]
+    rest[0] = f"{title} (es)"
+    rest[2] = "1995"
+    return "\t".join([str(movie_id), title, imdb, *rest])
+
+
+FILES: dict[str, bytes] = {
+    "movies.dat": "\n".join([
+        MOVIES_HEADER,
+        movie_row(1, "Toy story", "0114709"),
+        movie_row(2, "Jumanji", "0113497"),
+        movie_row(47, "Seven (Se7en)", "0047478"),  # HetRec links it to Seven Samurai
+        movie_row(99, "Grumpy Old Men", "0107050"),  # not in the MovieLens links
+        movie_row(3, "Misérables", "0113828"),
+    ]).encode("latin-1") + b"\n",
+    "movie_directors.dat": (
+        b"movieID directorID\tdirectorName\n1\tjohn_lasseter\tJohn Lasseter\n"
+        b"47\takira_kurosawa\tAkira Kurosawa\n3\tclaude_lelouch\tClaude Lelouch\n"
+    ),
+    "movie_countries.dat": b"movieID\tcountry\n1\tUSA\n2\t\n3\tFrance\n47\tJapan\n",
+    "movie_genres.dat": b"movieID\tgenre\n1\tAdventure\n1\tAnimation\n2\tFantasy\n",
+    "movie_tags.dat": b"movieID\ttagID\ttagWeight\n1\t7\t1\n1\t13\t3\n1\t25\t3\n3\t7\t2\n",
+    # mixed encodings inside one file, as in the real tags.dat
+    "tags.dat": b"id\tvalue\n7\tearth\n13\tpixar\n" + "25\tmão\n".encode("latin-1"),
+}
+
+
+def links_frame() -> pd.DataFrame:
+    return pd.DataFrame({"item": [1, 2, 3, 47], "imdb_id": [114709, 113497, 113828, 114369],
+                         "tmdb_id": pd.array([862, 8844, None, 807], dtype="Int64")})
+
+
+def write(root: Path, files: dict[str, bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_metadata_of_trusted_movies(tmp_path: Path) -> None:
+    md = hetrec.load_metadata(links_frame(), write(tmp_path / hetrec.NAME, FILES))
+    assert md["item"].tolist() == [1, 2, 3]  # 47 mislinked, 99 not in links
+    assert md["item"].dtype == "int64"
+    rows = md.set_index("item")
+    assert rows.loc[1, "directors"] == ["John Lasseter"]
+    assert rows.loc[2, "directors"] == [] and rows.loc[2, "countries"] == []
+    assert rows.loc[3, "countries"] == ["France"]
+    assert rows.loc[1, "genres"] == ["Adventure", "Animation"] and rows.loc[3, "genres"] == []
+    assert rows.loc[1, "tags"] == [("mão", 3), ("pixar", 3), ("earth", 1)]
+    assert rows.loc[3, "tags"] == [("earth", 2)]
+
+
+def test_trust_report_counts(tmp_path: Path) -> None:
+    report = hetrec.trust_report(links_frame(), write(tmp_path / "h", FILES))
+    assert report == hetrec.TrustReport(hetrec_movies=5, shared=4, trusted=3, mismatched=(47,))
+
+
+def test_reads_from_a_zip_without_a_folder(tmp_path: Path) -> None:
+    archive = tmp_path / "hetrec2011-movielens-2k-v2.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in FILES.items():
+            zf.writestr(name, data)
+    md = hetrec.load_metadata(links_frame(), tmp_path)
+    assert md["item"].tolist() == [1, 2, 3]
+
+
+def test_corrected_directors_header_is_accepted_too(tmp_path: Path) -> None:
+    files = dict(FILES)
+    files["movie_directors.dat"] = b"movieID\tdirectorID\tdirectorName\n1\tj\tJ\n"
+    md = hetrec.load_metadata(links_frame(), write(tmp_path / "h", files))
+    assert md.set_index("item").loc[1, "directors"] == ["J"]
+
+
+def test_malformed_tag_weight_names_file_and_line(tmp_path: Path) -> None:
+    files = dict(FILES)
+    files["movie_tags.dat"] = b"movieID\ttagID\ttagWeight\n1\t7\t1\n1\t13\tmany\n"
+    root = write(tmp_path / "h", files)
+    with pytest.raises(MalformedFileError) as info:
+        hetrec.load_metadata(links_frame(), root)
+    assert str(info.value) == f"{root / 'movie_tags.dat'}, line 3: weight 'many' is not an integer"
+
+
+def test_links_frame_must_have_imdb_ids(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="load_links"):
+        hetrec.load_metadata(pd.DataFrame({"item": [1]}), write(tmp_path / "h", FILES))
+
+
+@pytest.mark.realdata
+def test_real_hetrec_against_ml_latest_small(real_data_dir: Path) -> None:
+    if not (real_data_dir / hetrec.NAME).is_dir() or not (
+            real_data_dir / "ml-latest-small").is_dir():
+        pytest.skip(f"HetRec or ml-latest-small missing in {real_data_dir}")
+    links = movielens.load_links("ml-latest-small", real_data_dir)
+    report = hetrec.trust_report(links, real_data_dir)
+    assert (report.hetrec_movies, report.shared, report.trusted) == (10_197, 6_620, 6_050)
+    assert 47 in report.mismatched
+    md = hetrec.load_metadata(links, real_data_dir)
+    assert len(md) == 6_050 and md["item"].is_monotonic_increasing
+    rows = md.set_index("item")
+    assert rows.loc[1, "directors"] == ["John Lasseter"]
+    assert md["tags"].iloc[0][:2] == [("animation", 17), ("pixar", 10)]
+    rated = movielens.load_ratings("ml-latest-small", real_data_dir)["item"].unique()
+    with_director = md.loc[md["directors"].str.len() > 0, "item"]
+    assert int(with_director.isin(rated).sum()) == 6_030

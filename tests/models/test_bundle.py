@@ -1,0 +1,196 @@
+"""Bundles: save then load gives identical scores; every kind of damage is a BundleError
+naming the file; saving over a bundle replaces it atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from models.bundle import (
+    FORMAT_VERSION,
+    BundleError,
+    load_bundle,
+    save_bundle,
+    sha256_file,
+)
+from models.config import ELSAConfig, SAEConfig, TrainConfig
+from models.data.datasets import build_catalog
+from models.data.interactions import Interactions
+from models.data.synthetic import Synthetic
+from models.elsa import ELSA
+from models.recommender import Recommender
+from models.sae import TopKSAE
+
+D, H, K = 8, 24, 4
+CFG = TrainConfig(elsa=ELSAConfig(d=D), sae=SAEConfig(h=H, k=K), seed=5)
+
+
+@pytest.fixture
+def catalog(synthetic: Synthetic, interactions: Interactions) -> pd.DataFrame:
+    return build_catalog(interactions.items.ids, synthetic.movies, synthetic.tags, None)
+
+
+def models(n_items: int, seed: int) -> tuple[ELSA, TopKSAE]:
+    gen = torch.Generator().manual_seed(seed)
+    elsa, sae = ELSA(n_items, D, gen), TopKSAE(D, H, K, gen)
+    with torch.no_grad():                                       # non-trivial biases
+        sae.b_enc.copy_(0.1 * torch.randn(H, generator=gen))
+        sae.b_dec.copy_(0.1 * torch.randn(D, generator=gen))
+    return elsa.eval(), sae.eval()
+
+
+def save(out: Path, interactions: Interactions, catalog: pd.DataFrame,
+         seed: int = 0) -> tuple[ELSA, TopKSAE]:
+    elsa, sae = models(interactions.n_items, seed)
+    save_bundle(out, dataset="synthetic", elsa=elsa, sae=sae, train_config=CFG,
+                data=interactions, catalog=catalog, quality={"elsa": {"ndcg@20": 0.5}})
+    return elsa, sae
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, interactions: Interactions, catalog: pd.DataFrame) -> Path:
+    out = tmp_path / "bundle"
+    save(out, interactions, catalog)
+    return out
+
+
+def update_manifest(path: Path, name: str) -> None:
+    """Make the manifest agree with `name` as it is now on disk."""
+    mpath = path / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    manifest["files"][name] = {"sha256": sha256_file(path / name),
+                               "bytes": (path / name).stat().st_size}
+    mpath.write_text(json.dumps(manifest))
+
+
+def edit_manifest(path: Path, **changes: Any) -> None:
+    mpath = path / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    manifest.update(changes)
+    mpath.write_text(json.dumps(manifest))
+
+
+def test_save_then_load_gives_identical_scores(tmp_path: Path, interactions: Interactions,
+                                               catalog: pd.DataFrame) -> None:
+    out = tmp_path / "b"
+    elsa, sae = save(out, interactions, catalog)
+    b = load_bundle(out)
+    x = torch.from_numpy(interactions.matrix[:16].toarray())
+    with torch.no_grad():
+        assert torch.equal(Recommender(b.elsa, b.sae)(x), Recommender(elsa, sae)(x))
+    assert isinstance(b.sae, TopKSAE) and b.sae.k == K
+    assert b.train_config == CFG
+    assert b.interactions.fingerprint() == interactions.fingerprint()
+    assert b.manifest["data_fingerprint"] == interactions.fingerprint()
+    assert b.config["format_version"] == FORMAT_VERSION and b.config["dataset"] == "synthetic"
+    assert b.quality == {"elsa": {"ndcg@20": 0.5}}
+    assert b.catalog["item"].tolist() == catalog["item"].tolist()
+    assert b.catalog["title"].tolist() == catalog["title"].tolist()
+    assert b.catalog["genres"].tolist() == catalog["genres"].tolist()
+    assert b.catalog["year"].tolist() == catalog["year"].tolist()
+    assert len(b.sha256) == 64
+    assert not b.elsa.training and not b.sae.training
+
+
+def test_flipped_byte_in_sae_weights(bundle: Path) -> None:
+    f = bundle / "sae.safetensors"
+    raw = bytearray(f.read_bytes())
+    raw[-5] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match=r"sae\.safetensors.*sha256"):
+        load_bundle(bundle)
+
+
+def test_truncated_elsa_weights(bundle: Path) -> None:
+    f = bundle / "elsa.safetensors"
+    f.write_bytes(f.read_bytes()[:-100])
+    with pytest.raises(BundleError, match=r"elsa\.safetensors.*bytes"):
+        load_bundle(bundle)
+
+
+def test_missing_catalog(bundle: Path) -> None:
+    (bundle / "catalog.jsonl").unlink()
+    with pytest.raises(BundleError, match=r"catalog\.jsonl.*missing"):
+        load_bundle(bundle)
+
+
+def test_manifest_entry_outside_the_folder(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["../x"] = manifest["files"].pop("catalog.jsonl")
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"manifest\.json.*\.\./x"):
+        load_bundle(bundle)
+
+
+def test_tensor_of_the_wrong_shape_with_a_matching_hash(bundle: Path) -> None:
+    f = bundle / "sae.safetensors"
+    tensors = load_file(str(f))
+    tensors["W_enc"] = torch.zeros(D, H + 1)
+    save_file(tensors, str(f))
+    update_manifest(bundle, "sae.safetensors")
+    with pytest.raises(BundleError, match=r"sae\.safetensors.*W_enc"):
+        load_bundle(bundle)
+
+
+def test_wrong_elsa_width_with_a_matching_hash(bundle: Path) -> None:
+    f = bundle / "elsa.safetensors"
+    a = load_file(str(f))["A"]
+    save_file({"A": a[:, :-1].contiguous()}, str(f))
+    update_manifest(bundle, "elsa.safetensors")
+    with pytest.raises(BundleError, match=r"elsa\.safetensors.*A"):
+        load_bundle(bundle)
+
+
+def test_nan_weights_with_a_matching_hash(bundle: Path) -> None:
+    f = bundle / "elsa.safetensors"
+    a = load_file(str(f))["A"]
+    a[0, 0] = float("nan")
+    save_file({"A": a}, str(f))
+    update_manifest(bundle, "elsa.safetensors")
+    with pytest.raises(BundleError, match=r"elsa\.safetensors.*NaN"):
+        load_bundle(bundle)
+
+
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, 0, None])
+def test_wrong_format_version(bundle: Path, version: int | None) -> None:
+    edit_manifest(bundle, format_version=version)
+    with pytest.raises(BundleError, match=r"manifest\.json.*format version"):
+        load_bundle(bundle)
+
+
+def test_missing_folder_and_manifest(tmp_path: Path, bundle: Path) -> None:
+    with pytest.raises(BundleError, match="nowhere"):
+        load_bundle(tmp_path / "nowhere")
+    (bundle / "manifest.json").unlink()
+    with pytest.raises(BundleError, match=r"manifest\.json"):
+        load_bundle(bundle)
+
+
+def test_catalog_rows_must_match_items(tmp_path: Path, interactions: Interactions,
+                                       catalog: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="catalog"):
+        save(tmp_path / "b", interactions, catalog.iloc[::-1].reset_index(drop=True))
+    assert not list(tmp_path.iterdir())
+
+
+def test_saving_over_a_bundle_replaces_it_atomically(tmp_path: Path,
+                                                     interactions: Interactions,
+                                                     catalog: pd.DataFrame) -> None:
+    out = tmp_path / "parent" / "bundle"
+    save(out, interactions, catalog, seed=0)
+    (out / "stray.txt").write_text("from the old bundle")
+    elsa, sae = save(out, interactions, catalog, seed=1)
+    assert [p.name for p in out.parent.iterdir()] == ["bundle"]     # no temp or .old folder
+    assert not (out / "stray.txt").exists()
+    b = load_bundle(out)
+    assert torch.equal(b.elsa.A, elsa.A) and torch.equal(b.sae.W_dec, sae.W_dec)
+    x = torch.from_numpy(interactions.matrix[:4].toarray().astype(np.float32))
+    with torch.no_grad():
+        assert torch.equal(Recommender(b.elsa, b.sae)(x), Recommender(elsa, sae)(x))

@@ -1,0 +1,109 @@
+"""run_evaluation on tiny synthetic data with tiny models: the report's documented keys, the
+paired CI, the markdown, and the config's round trip."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+import torch
+
+from models.config import (
+    ELSAConfig,
+    MultVAEConfig,
+    SAEConfig,
+    TrainConfig,
+    defaults_for,
+)
+from models.data.interactions import positives_from_ratings
+from models.data.synthetic import make_synthetic
+from models.evaluate import MODEL_NAMES, PAIRS, run_evaluation, write_markdown
+
+TINY = TrainConfig(
+    elsa=ELSAConfig(d=16, lr=3e-2, batch_size=64, max_epochs=3, patience=2),
+    sae=SAEConfig(h=32, k=4, lr=1e-2, batch_size=128, max_epochs=2, patience=2,
+                  subsamples_per_user=1, item_onehots=True),
+    multvae=MultVAEConfig(d=8, lr=1e-2, batch_size=64, max_epochs=2, patience=2,
+                          beta_step=1e-3, beta_cap=0.2),
+    ease_l2=(10.0, 100.0),
+    seed=3,
+)
+
+
+@pytest.fixture(scope="module")
+def report(torch_device: torch.device) -> dict[str, Any]:
+    syn = make_synthetic(n_users=80, n_items=50, n_concepts=4, seed=11)
+    data = positives_from_ratings(syn.ratings)
+    return run_evaluation(data, TINY, folds=2, device=torch_device, dataset="synthetic",
+                          progress=False)
+
+
+def test_report_has_every_model_and_metric(report: dict[str, Any]) -> None:
+    assert set(MODEL_NAMES) == {"popularity", "ease", "elsa", "elsa+sae", "multvae",
+                                "multvae+sae"}
+    for name in MODEL_NAMES:
+        m = report["models"][name]
+        for key in ("recall@20", "ndcg@20", "recall@20_se", "ndcg@20_se"):
+            assert math.isfinite(m[key]), (name, key)
+        assert 0.0 <= m["recall@20"] <= 1.0 and 0.0 <= m["ndcg@20"] <= 1.0
+    for name in ("elsa+sae", "multvae+sae"):
+        m = report["models"][name]
+        assert -1.0 <= m["cosine"] <= 1.0
+        assert 0.0 < m["l0"] <= TINY.sae.k
+        assert 0.0 <= m["dead_fraction"] <= 1.0
+        assert len(m["l0_per_fold"]) == 2
+
+
+def test_report_protocol(report: dict[str, Any]) -> None:
+    p = report["protocol"]
+    assert p["folds"] == 2 and p["seed"] == 3
+    assert p["test_users"] == p["users"]                     # every user tested once
+    assert report["dataset"] == "synthetic"
+    assert report["config"] == TINY.to_dict()
+    assert len(report["ease_l2_per_fold"]) == 2
+    assert set(report["ease_l2_per_fold"]) <= set(TINY.ease_l2)
+    json.dumps(report)                                        # serialisable as is
+
+
+def test_paired_differences_have_a_ci_around_the_mean(report: dict[str, Any]) -> None:
+    assert set(report["paired"]) == {f"{a} - {b}" for a, b in PAIRS}
+    diff, lo, hi = report["paired"]["elsa+sae - elsa"]["ndcg@20"]
+    assert lo <= diff <= hi
+    m = report["models"]
+    assert diff == pytest.approx(m["elsa+sae"]["ndcg@20"] - m["elsa"]["ndcg@20"], abs=1e-9)
+    for vals in report["paired"].values():
+        for metric in ("recall@20", "ndcg@20"):
+            d, lo, hi = vals[metric]
+            assert lo <= d <= hi
+
+
+def test_write_markdown_renders(report: dict[str, Any]) -> None:
+    md = write_markdown(report)
+    assert md.startswith("# Offline quality: synthetic")
+    for name in MODEL_NAMES:
+        assert f"| {name} |" in md
+    for pair in report["paired"]:
+        assert f"| {pair} |" in md
+    assert f"{report['models']['elsa']['ndcg@20']:.4f}" in md
+
+
+def test_train_config_round_trips() -> None:
+    for cfg in (TINY, TrainConfig(), defaults_for(500, seed=4), defaults_for(50_000)):
+        assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+        assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_train_config_rejects_unknown_keys() -> None:
+    raw = TINY.to_dict()
+    with pytest.raises(ValueError, match="bogus"):
+        TrainConfig.from_dict({**raw, "bogus": 1})
+    with pytest.raises(ValueError, match=r"sae.*widht"):
+        TrainConfig.from_dict({**raw, "sae": {**raw["sae"], "widht": 3}})
+
+
+def test_defaults_depend_on_dataset_size() -> None:
+    small, large = defaults_for(600), defaults_for(200_000)
+    assert large == TrainConfig()
+    assert small.sae.subsamples_per_user > 0 and small.elsa.input_dropout > 0

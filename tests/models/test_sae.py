@@ -1,0 +1,130 @@
+"""Sparse autoencoders (method.md §4): out-of-place standardisation (§9), TopK sparsity,
+unit decoder rows, the input's scale restored, and the nested recommender."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.elsa import ELSA
+from models.recommender import Recommender
+from models.sae import BasicSAE, TopKSAE, standardize
+
+
+def generic(generator: torch.Generator, batch: int = 8, d: int = 16) -> torch.Tensor:
+    """Embeddings with a non-zero mean and a large scale, like ELSA's."""
+    return 3.0 + 5.0 * torch.randn(batch, d, generator=generator)
+
+
+def test_standardize_does_not_modify_its_input(generator: torch.Generator) -> None:
+    u = generic(generator)
+    before = u.clone()
+    s = standardize(u)
+    assert torch.equal(u, before)
+    torch.testing.assert_close(s.u_std.mean(dim=-1), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(s.u_std.std(dim=-1), torch.ones(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(s.mean, u.mean(dim=-1, keepdim=True))
+    torch.testing.assert_close(s.std, u.std(dim=-1, keepdim=True))
+
+
+@pytest.mark.parametrize("kind", ["topk", "basic"])
+def test_sae_forward_and_encode_leave_the_input_alone(kind: str,
+                                                      generator: torch.Generator) -> None:
+    sae = TopKSAE(16, 64, 8, generator) if kind == "topk" else BasicSAE(16, 64, generator)
+    u = 50.0 + 5.0 * torch.randn(8, 16, generator=generator)
+    before = u.clone()
+    with torch.no_grad():
+        out = sae(u)
+        sae.encode(u)
+    assert torch.equal(u, before)
+    # the reconstruction is in the input's scale (mean ~50), not the standardised one (~0)
+    assert out.reconstruction.mean().item() == pytest.approx(u.mean().item(), abs=10.0)
+
+
+def test_topk_code_has_exactly_k_nonnegative_entries(generator: torch.Generator) -> None:
+    sae = TopKSAE(16, 64, 8, generator)
+    u = generic(generator, batch=32)
+    pre = sae.pre_activation(standardize(u).u_std)
+    assert ((pre > 0).sum(dim=-1) > 8).all()                   # generic: > k candidates
+    code = sae.encode(u).code
+    assert code.shape == (32, 64)
+    assert ((code != 0).sum(dim=-1) == 8).all()
+    assert (code >= 0).all()
+    # the k kept are the k largest pre-activations
+    kept = torch.where(code > 0, pre, torch.zeros_like(pre))
+    torch.testing.assert_close(kept.sum(dim=-1), pre.topk(8, dim=-1).values.sum(dim=-1))
+
+
+def test_basic_sae_keeps_every_positive_pre_activation(generator: torch.Generator) -> None:
+    sae = BasicSAE(16, 64, generator)
+    u = generic(generator, batch=32)
+    pre = sae.pre_activation(standardize(u).u_std)
+    code = sae.encode(u).code
+    assert torch.equal(code, pre)
+    assert ((code > 0).sum(dim=-1) > 16).all()
+    assert (code >= 0).all()
+
+
+def test_decoder_rows_are_unit_norm(generator: torch.Generator) -> None:
+    sae = TopKSAE(16, 48, 4, generator)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(48))
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.2, 9.0, 48).unsqueeze(1))
+    sae.normalize_()
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(48))
+
+
+def test_project_grad_makes_decoder_gradient_tangent(generator: torch.Generator) -> None:
+    sae = TopKSAE(16, 48, 4, generator)
+    out = sae(generic(generator))
+    out.reconstruction.pow(2).sum().backward()
+    assert sae.W_dec.grad is not None
+    assert (sae.W_dec.grad * sae.W_dec).sum(dim=1).abs().max() > 1e-4
+    scale = sae.W_dec.grad.norm(dim=1)
+    sae.project_grad_()
+    radial_after = (sae.W_dec.grad * sae.W_dec).sum(dim=1)
+    assert (radial_after.abs() <= 1e-5 * scale).all()
+
+
+def identity_sae(sae: BasicSAE | TopKSAE) -> None:
+    """W_dec = [I; -I] (unit rows), W_enc = [I, -I]: e W_dec = ReLU(u~) - ReLU(-u~) = u~."""
+    d = sae.d
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.cat([eye, -eye]))
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+
+
+@pytest.mark.parametrize("kind", ["topk", "basic"])
+def test_decode_of_encode_returns_to_the_input_scale(kind: str,
+                                                     generator: torch.Generator) -> None:
+    d = 12
+    sae = TopKSAE(d, 2 * d, d) if kind == "topk" else BasicSAE(d, 2 * d)
+    identity_sae(sae)
+    u = 100.0 + 40.0 * torch.randn(5, d, generator=generator)
+    code, mean, std = sae.encode(u)
+    torch.testing.assert_close(sae.decode(code, mean, std), u, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(sae(u).reconstruction, u, rtol=1e-5, atol=1e-3)
+    # an empty code decodes to the vector's mean (plus the bias, here zero)
+    torch.testing.assert_close(sae.decode(torch.zeros_like(code), mean, std),
+                               mean.expand(5, d))
+
+
+def test_rejects_bad_k_and_shapes() -> None:
+    with pytest.raises(ValueError, match="k=0"):
+        TopKSAE(4, 8, 0)
+    with pytest.raises(ValueError, match="k=9"):
+        TopKSAE(4, 8, 9)
+    with pytest.raises(ValueError, match="SAE"):
+        BasicSAE(0, 8)
+
+
+def test_nested_recommender_is_relu_of_reconstruction_decoded_minus_x(
+        generator: torch.Generator) -> None:
+    elsa = ELSA(30, 8, generator)
+    sae = TopKSAE(8, 32, 4, generator)
+    x = (torch.rand(5, 30, generator=generator) < 0.3).float()
+    u_hat = sae(elsa.encode(x)).reconstruction
+    torch.testing.assert_close(Recommender(elsa, sae)(x), torch.relu(u_hat @ elsa.A.T - x))

@@ -1,0 +1,209 @@
+"""Trainers: quality on planted concepts, early stopping restores the best state, seeded
+determinism, TopK sparsity after training, and the SAE's training vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from models.baselines import Popularity
+from models.config import ELSAConfig, MultVAEConfig, SAEConfig
+from models.data.interactions import HeldOut, Interactions, Split, holdout_split
+from models.elsa import ELSA
+from models.recommender import Recommender
+from models.sae import SparseAutoencoder
+from models.train import (
+    EarlyStopping,
+    embed_rows,
+    evaluate_heldout,
+    minibatches,
+    resolve_device,
+    sae_training_vectors,
+    subsample_histories,
+    train_elsa,
+    train_multvae,
+    train_sae,
+)
+
+# Tiny and fast: a second or so on two cores. lr is high so that a few epochs suffice and
+# the validation curve peaks before max_epochs (early stopping has something to restore).
+ELSA_CFG = ELSAConfig(d=32, lr=3e-2, batch_size=32, max_epochs=15, patience=3)
+SAE_CFG = SAEConfig(h=64, k=8, lr=1e-2, batch_size=64, max_epochs=4, patience=3)
+VAE_CFG = MultVAEConfig(d=16, lr=2e-2, batch_size=64, max_epochs=4, patience=3,
+                        beta_step=1e-3, beta_cap=0.2)
+CPU = torch.device("cpu")
+
+
+def ndcg(model: Callable[[torch.Tensor], torch.Tensor], heldout: HeldOut,
+         device: torch.device) -> float:
+    return float(np.nanmean(evaluate_heldout(model, heldout, device)[1]))
+
+
+@pytest.fixture(scope="module")
+def split(interactions: Interactions) -> Split:
+    return holdout_split(interactions, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained_elsa(split: Split, torch_device: torch.device) -> tuple[ELSA, list[dict[str, float]]]:
+    gen = torch.Generator().manual_seed(1234)
+    return train_elsa(split.train, split.val, ELSA_CFG, torch_device, gen, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained_sae(split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+                torch_device: torch.device) -> SparseAutoencoder:
+    gen = torch.Generator().manual_seed(99)
+    sae, history = train_sae(trained_elsa[0], split.train, split.val, SAE_CFG, torch_device,
+                             gen, progress=False)
+    assert 1 <= len(history) <= SAE_CFG.max_epochs
+    return sae
+
+
+def test_elsa_beats_popularity(split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+                               torch_device: torch.device) -> None:
+    elsa, history = trained_elsa
+    pop = ndcg(Popularity(split.train).scores, split.test, torch_device)
+    assert ndcg(elsa, split.test, torch_device) > pop + 0.15
+    assert all({"epoch", "loss", "val_ndcg@20"} <= set(h) for h in history)
+    assert history[-1]["loss"] < history[0]["loss"]
+    torch.testing.assert_close(elsa.A.norm(dim=1), torch.ones(elsa.n_items,
+                                                               device=torch_device))
+
+
+def test_early_stopping_restores_the_best_state(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+        torch_device: torch.device) -> None:
+    elsa, history = trained_elsa
+    curve = [h["val_ndcg@20"] for h in history]
+    best = int(np.argmax(curve))
+    assert best < len(curve) - 1, "the run must end past its best epoch for this test"
+    assert len(curve) < ELSA_CFG.max_epochs                    # it stopped early
+    assert len(curve) - 1 - best == ELSA_CFG.patience
+    assert ndcg(elsa, split.val, torch_device) == pytest.approx(max(curve), abs=1e-9)
+    assert not elsa.training
+
+
+def test_elsa_training_is_deterministic(split: Split, torch_device: torch.device) -> None:
+    cfg = ELSAConfig(d=16, lr=1e-2, batch_size=64, max_epochs=2, patience=5,
+                     input_dropout=0.5)
+
+    def weights(seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return train_elsa(split.train, split.val, cfg, torch_device, gen, progress=False)[0].A
+
+    a, b, c = weights(5), weights(5), weights(6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_sae_codes_have_at_most_k_active(split: Split,
+                                         trained_elsa: tuple[ELSA, list[dict[str, float]]],
+                                         trained_sae: SparseAutoencoder,
+                                         torch_device: torch.device) -> None:
+    elsa = trained_elsa[0]
+    u = embed_rows(elsa, split.test.input, torch_device)
+    code = trained_sae.encode(u).code
+    assert code.shape == (len(split.test.users), SAE_CFG.h)
+    assert ((code > 0).sum(dim=-1) <= SAE_CFG.k).all()
+    assert (code >= 0).all()
+    torch.testing.assert_close(trained_sae.W_dec.norm(dim=1),
+                               torch.ones(SAE_CFG.h, device=torch_device))
+    # the backbone is frozen, and the nested model still recommends far above popularity
+    assert not any(p.requires_grad for p in elsa.parameters())
+    pop = ndcg(Popularity(split.train).scores, split.test, torch_device)
+    assert ndcg(Recommender(elsa, trained_sae), split.test, torch_device) > pop + 0.1
+
+
+def test_multvae_trains_and_is_deterministic(split: Split,
+                                             torch_device: torch.device) -> None:
+    def run(seed: int) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+        gen = torch.Generator().manual_seed(seed)
+        return train_multvae(split.train, split.val, VAE_CFG, torch_device, gen,
+                             progress=False)
+
+    (a, hist), (b, _) = run(3), run(3)
+    assert not a.training
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    pop = ndcg(Popularity(split.train).scores, split.test, torch_device)
+    assert ndcg(Recommender(a), split.test, torch_device) > pop
+    assert ndcg(Recommender(a), split.val, torch_device) == pytest.approx(
+        max(h["val_ndcg@20"] for h in hist), abs=1e-9)
+
+
+def test_subsample_histories_are_subsets_of_their_rows() -> None:
+    rng = np.random.default_rng(0)
+    dense = rng.random((7, 30)) < 0.4
+    dense[3] = False                                            # an empty row is skipped
+    matrix = sp.csr_matrix(dense.astype(np.float32))
+    subs = subsample_histories(matrix, per_row=5, keep_min=0.2,
+                               rng=np.random.default_rng(1))
+    assert subs.shape == (6 * 5, 30)
+    sources = [u for u in range(7) if u != 3 for _ in range(5)]
+    for r, u in enumerate(sources):
+        row = set(subs[r].indices.tolist())
+        assert row and row <= set(np.flatnonzero(dense[u]).tolist())
+    assert set(subs.data.tolist()) == {1.0}
+    assert subs.nnz < 5 * matrix.nnz                            # something was dropped
+
+
+def test_sae_training_vectors_count(split: Split,
+                                    trained_elsa: tuple[ELSA, list[dict[str, float]]],
+                                    torch_device: torch.device) -> None:
+    elsa = trained_elsa[0]
+    cfg = SAEConfig(subsamples_per_user=3, item_onehots=True)
+    v = sae_training_vectors(elsa, split.train, cfg, torch_device,
+                             torch.Generator().manual_seed(0))
+    n_train, n_items = split.train.shape
+    assert v.shape == (n_train + 3 * n_train + n_items, elsa.d)
+    # the one-hot embeddings are the rows of A (method.md §4 Knobs augmentation)
+    torch.testing.assert_close(v[-n_items:], elsa.A.detach())
+
+
+def test_minibatches_cover_every_index_once() -> None:
+    batches = list(minibatches(23, 5, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(23))
+
+
+def test_early_stopping_unit() -> None:
+    module = torch.nn.Linear(2, 1)
+    stop = EarlyStopping(patience=2)
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+    assert not stop.update(0.5, 0, module)
+    with torch.no_grad():
+        module.weight.fill_(2.0)
+    assert not stop.update(0.4, 1, module)
+    assert stop.update(0.3, 2, module)                          # second bad epoch
+    stop.restore(module)
+    assert torch.equal(module.weight, torch.ones(1, 2))
+    assert (stop.best, stop.best_epoch) == (0.5, 0)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="tpu"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_resolve_device_cuda_without_gpu_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="CUDA"):
+        resolve_device("cuda")
+
+
+@pytest.mark.gpu
+def test_elsa_trains_on_cuda(split: Split) -> None:
+    cuda = torch.device("cuda")
+    gen = torch.Generator().manual_seed(1234)
+    elsa, _ = train_elsa(split.train, split.val, ELSA_CFG, cuda, gen, progress=False)
+    assert elsa.A.device.type == "cuda"
+    pop = ndcg(Popularity(split.train).scores, split.test, cuda)
+    assert ndcg(elsa, split.test, cuda) > pop + 0.15
