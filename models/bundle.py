@@ -228,6 +228,10 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     path = Path(path)
     manifest = verify_manifest(path)
     config = _read_json(path / "config.json")
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{path / 'config.json'}: format version "
+                          f"{config.get('format_version') if isinstance(config, dict) else None!r}"
+                          f", this Knobs reads version {FORMAT_VERSION}; retrain the bundle")
     try:
         n_items, d = int(config["n_items"]), int(config["elsa"]["d"])
         n_users = int(config["n_users"])
