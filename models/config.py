@@ -26,6 +26,10 @@ class ELSAConfig:
     input_dropout: float = 0.0
     """Knobs: share of a history hidden from the encoder during training (denoising);
     the loss still asks for the whole history. 0 is the paper's plain ELSA."""
+    relu_in_loss: bool = True
+    """True: the loss compares ReLU(x A A^T - x) with x (method.md §2). False (Knobs, small
+    data): it compares the pre-ReLU scores, so negative scores of items the user lacks are
+    pulled up to zero as well; rankings at inference are the same function of A."""
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,11 @@ def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
     if n_users >= 20_000:
         return TrainConfig(seed=seed)
     return TrainConfig(
-        elsa=ELSAConfig(d=1024, lr=3e-4, batch_size=128, max_epochs=60, patience=10,
-                        input_dropout=0.75),
-        sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=1024, max_epochs=30, patience=5,
-                      subsamples_per_user=32, item_onehots=True),
+        elsa=ELSAConfig(d=1024, lr=1e-3, batch_size=64, max_epochs=40, patience=10,
+                        input_dropout=0.5, relu_in_loss=False),
+        sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=256, max_epochs=20, patience=4,
+                      subsamples_per_user=32, mix=0.5, resample=True, item_onehots=True,
+                      init_b_dec=True),
         multvae=MultVAEConfig(d=256, batch_size=128, max_epochs=100, patience=15,
                               beta_step=1e-4, beta_cap=0.2),
         seed=seed,

@@ -40,9 +40,13 @@ class ELSA(nn.Module):
         """z: [batch, d] -> item scores before the input is subtracted: [batch, items]."""
         return z @ self.A.T
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, items] dense -> x A A^T - x, before the ReLU: [batch, items]."""
+        return self.decode(self.encode(x)) - x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, items] dense -> ReLU(x A A^T - x): [batch, items] (§2)."""
-        return torch.relu(self.decode(self.encode(x)) - x)
+        return torch.relu(self.logits(x))
 
     @torch.no_grad()
     def normalize_(self) -> None:

@@ -116,14 +116,14 @@ def _val_ndcg(model: torch.nn.Module, val: HeldOut, device: torch.device) -> flo
 
 def _fit(name: str, module: torch.nn.Module, scorer: torch.nn.Module, val: HeldOut,
          device: torch.device, max_epochs: int, patience: int,
-         run_epoch: Callable[[], float], progress: bool) -> History:
+         run_epoch: Callable[[int], float], progress: bool) -> History:
     """The shared epoch loop: train one epoch, validate, stop early, restore the best."""
     stopper = EarlyStopping(patience)
     history: History = []
     bar = tqdm(range(max_epochs), desc=f"train {name}", disable=not progress, leave=False)
     for epoch in bar:
         module.train()
-        loss = run_epoch()
+        loss = run_epoch(epoch)
         ndcg = _val_ndcg(scorer, val, device)
         history.append({"epoch": float(epoch), "loss": loss, "val_ndcg@20": ndcg})
         bar.set_postfix(loss=f"{loss:.4f}", val_ndcg=f"{ndcg:.4f}")
@@ -144,7 +144,7 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     dev_gen = child_generator(generator, device)
 
-    def epoch() -> float:
+    def epoch(number: int) -> float:
         total, count = 0.0, 0
         for idx in minibatches(train.shape[0], cfg.batch_size, generator):
             x = dense_rows(train, idx, device)
@@ -152,7 +152,8 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
             if cfg.input_dropout > 0:
                 keep = torch.rand(x.shape, generator=dev_gen, device=device) >= cfg.input_dropout
                 x_in = x * keep
-            loss = normalized_mse(model(x_in), x)
+            out = model(x_in) if cfg.relu_in_loss else model.logits(x_in)
+            loss = normalized_mse(out, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             model.project_grad_()
@@ -178,7 +179,7 @@ def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
     dev_gen = child_generator(generator, device)
     state = {"beta": 0.0}
 
-    def epoch() -> float:
+    def epoch(number: int) -> float:
         total, count = 0.0, 0
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator).item()))
@@ -214,8 +215,9 @@ def subsample_histories(matrix: sp.csr_matrix, per_row: int, keep_min: float,
                         rng: np.random.Generator, mix: float = 0.0) -> sp.csr_matrix:
     """`per_row` random sub-samples of every non-empty row, each keeping a share of the
     row's items drawn from U[keep_min, 1) (at least one item). With probability `mix` a
-    sub-sample is joined with a sub-sample of another random row, so the vectors are not
-    all near one of the few training users. Returns [rows * per_row, items] CSR."""
+    sub-sample is joined with a sub-sample of another random row, then again with
+    probability `mix`, and so on (mix / (1 - mix) partners on average), so the vectors
+    are not all near one of the few training users. Returns [rows * per_row, items] CSR."""
     indptr, indices = matrix.indptr, matrix.indices
     nonempty = np.flatnonzero(np.diff(indptr) > 0)
 
@@ -229,7 +231,7 @@ def subsample_histories(matrix: sp.csr_matrix, per_row: int, keep_min: float,
     cols: list[np.ndarray] = []
     for u in np.repeat(nonempty, per_row):
         picked = draw(int(u))
-        if mix > 0 and rng.random() < mix:
+        while mix > 0 and rng.random() < mix:
             picked = np.union1d(picked, draw(int(rng.choice(nonempty))))
         cols.append(picked)
     lengths = np.array([len(c) for c in cols], dtype=np.int64)
@@ -271,8 +273,6 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     """Train an SAE on the frozen backbone's embeddings (§4): reconstruction loss (cosine
     or L2) + lambda * L1 of the code; unit decoder rows kept by projection and
     renormalisation. Early stopping on the nested recommender's validation nDCG@20."""
-    for p in backbone.parameters():
-        p.requires_grad_(False)
     vectors = sae_training_vectors(backbone, train, cfg, device, generator)
     sae = make_sae(vectors.shape[1], cfg, generator).to(device)
     if cfg.init_b_dec:
@@ -280,14 +280,12 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     recon_loss = cosine_loss if cfg.loss == "cosine" else l2_loss
     log.info("SAE: %d training vectors of width %d", vectors.shape[0], vectors.shape[1])
-    count_epochs = [0]
 
-    def epoch() -> float:
+    def epoch(number: int) -> float:
         nonlocal vectors
         total, count = 0.0, 0
-        if cfg.resample and count_epochs[0] > 0:
+        if cfg.resample and number > 0:
             vectors = sae_training_vectors(backbone, train, cfg, device, generator)
-        count_epochs[0] += 1
         for idx in minibatches(vectors.shape[0], cfg.batch_size, generator):
             u = vectors[torch.from_numpy(idx).to(device)]
             out = sae(u)
