@@ -130,7 +130,7 @@ def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
     if n_users >= 20_000:
         return TrainConfig(seed=seed)
     return TrainConfig(
-        elsa=ELSAConfig(d=1024, lr=1e-3, batch_size=64, max_epochs=40, patience=10,
+        elsa=ELSAConfig(d=512, lr=1e-3, batch_size=64, max_epochs=40, patience=10,
                         input_dropout=0.5, relu_in_loss=False),
         sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=256, max_epochs=20, patience=4,
                       subsamples_per_user=32, mix=0.5, resample=True, item_onehots=True,
