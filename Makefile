@@ -15,7 +15,7 @@ export KNOBS_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: install demo data bundle test lint report clean
+.PHONY: install demo data bundle test lint report bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test: lint
 report: install
 	$(BIN)/knobs evaluate --dataset $(DATASET) --folds 5 --no-progress \
 	  --json reports/quality.json --md reports/quality.md
+
+# Benchmarks that write reports/: training wall time, and the SAE augmentation ablation.
+bench: install
+	$(BIN)/python benchmarks/train_time.py --dataset $(DATASET)
+	$(BIN)/python benchmarks/sae_augmentation.py --dataset $(DATASET)
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@ determinism, TopK sparsity after training, and the SAE's training vectors."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -150,6 +151,35 @@ def test_subsample_histories_are_subsets_of_their_rows() -> None:
         assert row and row <= set(np.flatnonzero(dense[u]).tolist())
     assert set(subs.data.tolist()) == {1.0}
     assert subs.nnz < 5 * matrix.nnz                            # something was dropped
+
+
+def test_mixed_subsamples_join_other_users() -> None:
+    """With mix, a sub-sample may add items of other users, but always keeps part of its
+    own row; with mix 0.75 most sub-samples reach beyond their own user."""
+    rng = np.random.default_rng(0)
+    eye_blocks = np.kron(np.eye(6), np.ones((1, 10))) > 0         # disjoint histories
+    matrix = sp.csr_matrix(eye_blocks.astype(np.float32))
+    subs = subsample_histories(matrix, per_row=20, keep_min=0.2, rng=rng, mix=0.75)
+    beyond = 0
+    for r in range(subs.shape[0]):
+        u = r // 20
+        own = set(range(10 * u, 10 * u + 10))
+        items = set(subs[r].indices.tolist())
+        assert items & own
+        beyond += bool(items - own)
+    assert beyond > 0.5 * subs.shape[0]
+
+
+def test_elsa_loss_on_pre_relu_scores_trains_differently(split: Split) -> None:
+    """relu_in_loss=False changes the objective (§2 vs the Knobs small-data choice), and
+    still trains a model far above popularity."""
+    runs = {flag: train_elsa(split.train, split.val,
+                             dataclasses.replace(ELSA_CFG, relu_in_loss=flag), CPU,
+                             torch.Generator().manual_seed(5), progress=False)[0]
+            for flag in (True, False)}
+    assert not torch.equal(runs[True].A, runs[False].A)
+    pop = ndcg(Popularity(split.train).scores, split.test, CPU)
+    assert ndcg(runs[False], split.test, CPU) > pop + 0.1
 
 
 def test_sae_training_vectors_count(split: Split,
