@@ -108,6 +108,17 @@ class EarlyStopping:
             module.load_state_dict(self.best_state)
 
 
+def sphere_step(module: ELSA | SparseAutoencoder, opt: torch.optim.Optimizer,
+                loss: torch.Tensor) -> None:
+    """One optimiser step for weights kept on the unit sphere row by row (ELSA's A, the
+    SAE's decoder): backward, tangent projection of the gradient, step, renormalise."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    module.project_grad_()
+    opt.step()
+    module.normalize_()
+
+
 def _val_ndcg(model: torch.nn.Module, val: HeldOut, device: torch.device) -> float:
     model.eval()
     _, ndcg = evaluate_heldout(model, val, device)
@@ -154,11 +165,7 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
                 x_in = x * keep
             out = model(x_in) if cfg.relu_in_loss else model.logits(x_in)
             loss = normalized_mse(out, x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            model.project_grad_()
-            opt.step()
-            model.normalize_()
+            sphere_step(model, opt, loss)
             total, count = total + loss.item() * len(idx), count + len(idx)
         return total / max(count, 1)
 
@@ -290,11 +297,7 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
             u = vectors[torch.from_numpy(idx).to(device)]
             out = sae(u)
             loss = recon_loss(out.reconstruction, u) + cfg.l1 * l1_sparsity(out.code)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            sae.project_grad_()
-            opt.step()
-            sae.normalize_()
+            sphere_step(sae, opt, loss)
             total, count = total + loss.item() * len(idx), count + len(idx)
         return total / max(count, 1)
 
