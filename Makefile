@@ -50,10 +50,12 @@ report: install
 	$(BIN)/knobs evaluate --dataset $(DATASET) --folds 5 --no-progress \
 	  --json reports/quality.json --md reports/quality.md
 
-# Benchmarks that write reports/: training wall time, and the SAE augmentation ablation.
+# Benchmarks that write reports/: training wall time, the SAE augmentation ablation and
+# the untrained-SAE control (about 20 minutes in all on 2 cores).
 bench: install
 	$(BIN)/python benchmarks/train_time.py --dataset $(DATASET)
 	$(BIN)/python benchmarks/sae_augmentation.py --dataset $(DATASET)
+	$(BIN)/python benchmarks/sae_untrained.py --dataset $(DATASET)
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache
