@@ -250,20 +250,39 @@ def subsample_histories(matrix: sp.csr_matrix, per_row: int, keep_min: float,
     return out
 
 
+class SAEVectorSource:
+    """The SAE's training set: embeddings of the training users, plus (Knobs augmentation)
+    embeddings of random sub-samples of their histories and of every item's one-hot.
+
+    The users' and items' embeddings never change, so they are computed once; `draw`
+    adds a fresh set of sub-samples each time it is called."""
+
+    def __init__(self, backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SAEConfig,
+                 device: torch.device) -> None:
+        self.backbone, self.train, self.cfg, self.device = backbone, train, cfg, device
+        self.users = embed_rows(backbone, train, device)
+        self.onehots = (embed_rows(backbone, sp.identity(train.shape[1], dtype=np.float32,
+                                                         format="csr"), device)
+                        if cfg.item_onehots else None)
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """[vectors, d]: users, then sub-samples (if any), then item one-hots (if any)."""
+        parts = [self.users]
+        if self.cfg.subsamples_per_user > 0:
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            subs = subsample_histories(self.train, self.cfg.subsamples_per_user,
+                                       self.cfg.keep_min, np.random.default_rng(seed),
+                                       self.cfg.mix)
+            parts.append(embed_rows(self.backbone, subs, self.device))
+        if self.onehots is not None:
+            parts.append(self.onehots)
+        return torch.cat(parts)
+
+
 def sae_training_vectors(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SAEConfig,
                          device: torch.device, generator: torch.Generator) -> torch.Tensor:
-    """The SAE's training set: embeddings of the training users, plus (Knobs augmentation)
-    embeddings of random sub-samples of their histories and of every item's one-hot."""
-    parts = [embed_rows(backbone, train, device)]
-    if cfg.subsamples_per_user > 0:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
-        subs = subsample_histories(train, cfg.subsamples_per_user, cfg.keep_min, rng,
-                                   cfg.mix)
-        parts.append(embed_rows(backbone, subs, device))
-    if cfg.item_onehots:
-        eye = sp.identity(train.shape[1], dtype=np.float32, format="csr")
-        parts.append(embed_rows(backbone, eye, device))
-    return torch.cat(parts)
+    """One draw of the SAE's training set (see SAEVectorSource)."""
+    return SAEVectorSource(backbone, train, cfg, device).draw(generator)
 
 
 def make_sae(d: int, cfg: SAEConfig, generator: torch.Generator) -> SparseAutoencoder:
@@ -280,7 +299,8 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     """Train an SAE on the frozen backbone's embeddings (§4): reconstruction loss (cosine
     or L2) + lambda * L1 of the code; unit decoder rows kept by projection and
     renormalisation. Early stopping on the nested recommender's validation nDCG@20."""
-    vectors = sae_training_vectors(backbone, train, cfg, device, generator)
+    source = SAEVectorSource(backbone, train, cfg, device)
+    vectors = source.draw(generator)
     sae = make_sae(vectors.shape[1], cfg, generator).to(device)
     if cfg.init_b_dec:
         sae.init_decoder_bias_(vectors)
@@ -292,7 +312,7 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
         nonlocal vectors
         total, count = 0.0, 0
         if cfg.resample and number > 0:
-            vectors = sae_training_vectors(backbone, train, cfg, device, generator)
+            vectors = source.draw(generator)
         for idx in minibatches(vectors.shape[0], cfg.batch_size, generator):
             u = vectors[torch.from_numpy(idx).to(device)]
             out = sae(u)
