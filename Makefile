@@ -54,8 +54,8 @@ report: install
 # the untrained-SAE control (about 20 minutes in all on 2 cores).
 bench: install
 	$(BIN)/python benchmarks/train_time.py --dataset $(DATASET)
-	$(BIN)/python benchmarks/sae_augmentation.py --dataset $(DATASET)
-	$(BIN)/python benchmarks/sae_untrained.py --dataset $(DATASET)
+	$(BIN)/python -m benchmarks.sae_augmentation --dataset $(DATASET)
+	$(BIN)/python -m benchmarks.sae_untrained --dataset $(DATASET)
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache

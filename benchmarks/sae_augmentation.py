@@ -3,32 +3,28 @@ vectors for an SAE). In each of K folds one ELSA is trained; SAE variants that d
 in their training vectors are trained on it and compared on the same test users.
 Writes reports/augmentation.{json,md}.
 
-    .venv/bin/python benchmarks/sae_augmentation.py [--dataset ml-latest-small] [--folds 5]
+    .venv/bin/python -m benchmarks.sae_augmentation [--dataset ml-latest-small] [--folds 5]
 (about 10 minutes on 2 CPU cores)
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from models.config import SAEConfig, defaults_for
-from models.data.datasets import load_dataset
+from benchmarks.common import fold_benchmark
+from models.config import SAEConfig
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, sae_stats
 from models.metrics import paired_bootstrap
 from models.recommender import Recommender
-from models.train import evaluate_heldout, resolve_device, train_elsa, train_sae
-
-REPO = Path(__file__).resolve().parents[1]
+from models.train import evaluate_heldout, train_elsa, train_sae
 
 
 def variants(base: SAEConfig) -> dict[str, SAEConfig]:
@@ -49,16 +45,8 @@ def variants(base: SAEConfig) -> dict[str, SAEConfig]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", default="ml-latest-small")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "augmentation")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    device = resolve_device(args.device)
-    data = load_dataset(args.dataset, hetrec_metadata=False).interactions
-    cfg = defaults_for(data.n_users)
+    bench = fold_benchmark(__doc__, "augmentation")
+    args, device, data, cfg = bench.args, bench.device, bench.data, bench.cfg
     names = list(variants(cfg.sae))
     ndcg: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *names]}
     recall: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *names]}

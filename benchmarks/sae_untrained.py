@@ -3,48 +3,34 @@ rows, encoder = their transpose, b_dec = mean standardised training vector), nex
 trained default, over K folds. A control for reading the ELSA+SAE numbers: the gap
 between the two is what SAE training buys. Writes reports/sae_untrained.json.
 
-    .venv/bin/python benchmarks/sae_untrained.py [--dataset ml-latest-small] [--folds 5]
+    .venv/bin/python -m benchmarks.sae_untrained [--dataset ml-latest-small] [--folds 5]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.config import defaults_for
-from models.data.datasets import load_dataset
+from benchmarks.common import fold_benchmark
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, sae_stats
 from models.recommender import Recommender
 from models.train import (
     evaluate_heldout,
     make_sae,
-    resolve_device,
     sae_training_vectors,
     train_elsa,
     train_sae,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", default="ml-latest-small")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "sae_untrained.json")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    device = resolve_device(args.device)
-    data = load_dataset(args.dataset, hetrec_metadata=False).interactions
-    cfg = defaults_for(data.n_users)
+    bench = fold_benchmark(__doc__, "sae_untrained.json")
+    args, device, data, cfg = bench.args, bench.device, bench.data, bench.cfg
     names = ("trained (shipped)", "untrained h=4096", "untrained h=16384")
     ndcg: dict[str, list[np.ndarray]] = {n: [] for n in ("elsa", *names)}
     cosine: dict[str, list[float]] = {n: [] for n in names}

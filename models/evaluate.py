@@ -150,7 +150,7 @@ def summarize(results: list[FoldResult], data: Interactions, cfg: TrainConfig, f
     rng = np.random.default_rng(cfg.seed)
     recall = {m: np.concatenate([r.recall[m] for r in results]) for m in MODEL_NAMES}
     ndcg = {m: np.concatenate([r.ndcg[m] for r in results]) for m in MODEL_NAMES}
-    models: dict[str, dict[str, float]] = {}
+    models: dict[str, dict[str, Any]] = {}
     for m in MODEL_NAMES:
         r_mean, r_se = mean_se(recall[m])
         n_mean, n_se = mean_se(ndcg[m])
@@ -160,7 +160,7 @@ def summarize(results: list[FoldResult], data: Interactions, cfg: TrainConfig, f
     for m in ("elsa+sae", "multvae+sae"):
         for key in ("cosine", "l0", "dead_fraction"):
             models[m][key] = float(np.mean([getattr(r.sae[m], key) for r in results]))
-            models[m][f"{key}_per_fold"] = [getattr(r.sae[m], key) for r in results]  # type: ignore[assignment]
+            models[m][f"{key}_per_fold"] = [getattr(r.sae[m], key) for r in results]
     paired: dict[str, dict[str, list[float]]] = {}
     for a, b in PAIRS:
         paired[f"{a} - {b}"] = {
