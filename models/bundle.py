@@ -38,7 +38,7 @@ from models.data.interactions import Interactions, Vocabulary
 from models.elsa import ELSA
 from models.sae import BasicSAE, SparseAutoencoder, TopKSAE
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config.json sae.refine_steps, sae.refine_candidates
 MANIFEST = "manifest.json"
 FILES = ("config.json", "elsa.safetensors", "sae.safetensors", "interactions.safetensors",
          "catalog.jsonl", "quality.json")
@@ -114,7 +114,9 @@ def save_bundle(out: str | Path, *, dataset: str, elsa: ELSA, sae: SparseAutoenc
             "n_users": data.n_users,
             "elsa": {"d": elsa.d},
             "sae": {"kind": "topk" if isinstance(sae, TopKSAE) else "basic", "h": sae.h,
-                    "k": getattr(sae, "k", None)},
+                    "k": getattr(sae, "k", None),
+                    "refine_steps": getattr(sae, "refine_steps", 0),
+                    "refine_candidates": getattr(sae, "refine_candidates", 0)},
             "train": train_config.to_dict(),
             "versions": {"torch": torch.__version__, "numpy": np.__version__},
             **(extra_config or {}),
@@ -236,6 +238,7 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         n_items, d = int(config["n_items"]), int(config["elsa"]["d"])
         n_users = int(config["n_users"])
         kind, h, k = config["sae"]["kind"], int(config["sae"]["h"]), config["sae"]["k"]
+        refine = (int(config["sae"]["refine_steps"]), int(config["sae"]["refine_candidates"]))
         train_config = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path / 'config.json'}: missing or invalid field ({exc})") from exc
@@ -266,7 +269,12 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
 
     elsa = ELSA(n_items, d)
     elsa.A.data.copy_(a)
-    sae: SparseAutoencoder = TopKSAE(d, h, int(k)) if kind == "topk" else BasicSAE(d, h)
+    try:
+        sae: SparseAutoencoder = (TopKSAE(d, h, int(k), refine_steps=refine[0],
+                                          refine_candidates=refine[1])
+                                  if kind == "topk" else BasicSAE(d, h))
+    except ValueError as exc:
+        raise BundleError(f"{path / 'config.json'}: invalid SAE settings ({exc})") from exc
     sae.load_state_dict(s)
     elsa.to(device).eval()
     sae.to(device).eval()

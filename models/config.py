@@ -66,6 +66,14 @@ class SAEConfig:
     """Draw fresh sub-samples every epoch (a stream, not a fixed set)."""
     init_b_dec: bool = False
     """Start b_dec at the mean standardised training vector instead of zero."""
+    refine_steps: int = 0
+    """Knobs (TopK only): at inference, refit the values of the k chosen latents by
+    non-negative least squares with this many projected-gradient steps (0: the paper's
+    plain encoder). Training is unchanged; early stopping judges the refit model."""
+    refine_candidates: int = 0
+    """Knobs (TopK, with refine_steps): the encoder proposes this many latents (its largest
+    pre-activations), NNLS fits them, the k largest fits are kept and refitted.
+    0: refit the encoder's own top k."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,7 @@ def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
                         input_dropout=0.5, relu_in_loss=False),
         sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=256, max_epochs=20, patience=4,
                       subsamples_per_user=32, mix=0.5, resample=True, item_onehots=True,
-                      init_b_dec=True),
+                      init_b_dec=True, refine_steps=50, refine_candidates=64),
         multvae=MultVAEConfig(d=256, batch_size=128, max_epochs=100, patience=15,
                               beta_step=1e-4, beta_cap=0.2),
         seed=seed,

@@ -61,8 +61,8 @@ def sae_stats(backbone: ELSA | MultVAE, sae: SparseAutoencoder, split: Split,
     alive = torch.zeros(sae.h, dtype=torch.bool, device=device)
     eye = sp.identity(split.train.shape[1], dtype=np.float32, format="csr")
     for matrix in (split.train, split.val.input, split.test.input, eye):
-        for start in range(0, matrix.shape[0], 4096):
-            u = embed_rows(backbone, matrix[start : start + 4096], device)
+        for start in range(0, matrix.shape[0], 1024):
+            u = embed_rows(backbone, matrix[start : start + 1024], device)
             alive |= (sae.encode(u).code > 0).any(dim=0)
     return SAEStats(float(cosine.mean()), float(l0.mean()),
                     float(1.0 - alive.float().mean()))

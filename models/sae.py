@@ -118,17 +118,75 @@ class SparseAutoencoder(nn.Module):
 
 
 class TopKSAE(SparseAutoencoder):
-    """Keeps the k largest pre-activations of each vector, zeroes the rest (§4)."""
+    """Keeps the k largest pre-activations of each vector, zeroes the rest (§4).
 
-    def __init__(self, d: int, h: int, k: int, generator: torch.Generator | None = None) -> None:
+    Knobs: with `refine_steps` > 0, an SAE in eval mode chooses its k latents and their
+    values by non-negative least squares over the encoder's candidates (see `encode`,
+    `refit`); in training mode the code is the plain encoder's, so training is the
+    paper's. Either way the code is k-sparse and non-negative.
+    """
+
+    def __init__(self, d: int, h: int, k: int, generator: torch.Generator | None = None,
+                 refine_steps: int = 0, refine_candidates: int = 0) -> None:
         if not 1 <= k <= h:
             raise ValueError(f"TopK needs 1 <= k <= h, got k={k}, h={h}")
+        if refine_steps < 0:
+            raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+        if refine_candidates and not k <= refine_candidates <= h:
+            raise ValueError(f"refine_candidates must be 0 or between k={k} and h={h}, "
+                             f"got {refine_candidates}")
         super().__init__(d, h, generator)
         self.k = k
+        self.refine_steps = refine_steps
+        self.refine_candidates = refine_candidates
 
     def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         values, indices = pre.topk(self.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, indices, values)
+
+    def encode(self, u: torch.Tensor) -> SAECode:
+        """u: [batch, d] -> SAECode with exactly k (or fewer) non-zero latents.
+
+        Training mode, or `refine_steps` = 0: the encoder's k largest pre-activations (§4).
+        Eval mode with `refine_steps` > 0 (Knobs): the encoder proposes its
+        max(k, `refine_candidates`) largest latents, their values are fitted by
+        non-negative least squares (`refit`), the k largest fits are kept and refitted.
+        """
+        s = standardize(u)
+        pre = self.pre_activation(s.u_std)
+        if self.refine_steps == 0 or self.training:
+            values, indices = pre.topk(self.k, dim=-1)
+        else:
+            values, indices = pre.topk(max(self.k, self.refine_candidates), dim=-1)
+            values = self.refit(s.u_std, indices, values)
+            if indices.shape[-1] > self.k:
+                values, keep = values.topk(self.k, dim=-1)
+                indices = indices.gather(-1, keep)
+                values = self.refit(s.u_std, indices, values)
+        return SAECode(torch.zeros_like(pre).scatter(-1, indices, values), s.mean, s.std)
+
+    @torch.no_grad()
+    def refit(self, u_std: torch.Tensor, indices: torch.Tensor,
+              values: torch.Tensor) -> torch.Tensor:
+        """Knobs: the non-negative least-squares values of the chosen latents,
+        argmin_{e >= 0} ||(u~ - b_dec) - e W_dec[S]||^2 over the support S = `indices`,
+        by `refine_steps` projected-gradient steps of size 1/L (L the largest eigenvalue
+        of the support's Gram matrix) started from the encoder's `values`.
+
+        A one-layer encoder is a fair judge of *which* latents a vector may need but a poor
+        one of *how much* of each, above all on held-out users it never saw
+        (inference-time optimisation of SAE codes; README "Choices for small data").
+        u_std: [batch, d]; indices, values: [batch, m] -> refit values [batch, m] >= 0.
+        """
+        rows = self.W_dec[indices]                                    # [batch, m, d]
+        gram = rows @ rows.transpose(1, 2)                            # [batch, m, m]
+        rhs = (rows @ (u_std - self.b_dec).unsqueeze(-1)).squeeze(-1)  # [batch, m]
+        step = 1.0 / torch.linalg.eigvalsh(gram)[..., -1:].clamp_min(EPS)
+        e = values.clamp_min(0)
+        for _ in range(self.refine_steps):
+            grad = (gram @ e.unsqueeze(-1)).squeeze(-1) - rhs
+            e = (e - step * grad).clamp_min(0)
+        return e
 
 
 class BasicSAE(SparseAutoencoder):

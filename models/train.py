@@ -287,8 +287,12 @@ def sae_training_vectors(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SA
 
 def make_sae(d: int, cfg: SAEConfig, generator: torch.Generator) -> SparseAutoencoder:
     if cfg.kind == "topk":
-        return TopKSAE(d, cfg.h, cfg.k, generator)
+        return TopKSAE(d, cfg.h, cfg.k, generator, refine_steps=cfg.refine_steps,
+                       refine_candidates=cfg.refine_candidates)
     if cfg.kind == "basic":
+        if cfg.refine_steps or cfg.refine_candidates:
+            raise ValueError("refine_steps and refine_candidates apply to the TopK SAE only "
+                             "(a Basic SAE's support is not fixed); set them to 0 for 'basic'")
         return BasicSAE(d, cfg.h, generator)
     raise ValueError(f"SAE kind must be 'topk' or 'basic', got {cfg.kind!r}")
 

@@ -28,7 +28,7 @@ from models.elsa import ELSA
 from models.recommender import Recommender
 from models.sae import TopKSAE
 
-D, H, K = 8, 24, 4
+D, H, K, REFINE = 8, 24, 4, 7
 CFG = TrainConfig(elsa=ELSAConfig(d=D), sae=SAEConfig(h=H, k=K), seed=5)
 
 
@@ -39,7 +39,8 @@ def catalog(synthetic: Synthetic, interactions: Interactions) -> pd.DataFrame:
 
 def models(n_items: int, seed: int) -> tuple[ELSA, TopKSAE]:
     gen = torch.Generator().manual_seed(seed)
-    elsa, sae = ELSA(n_items, D, gen), TopKSAE(D, H, K, gen)
+    elsa, sae = ELSA(n_items, D, gen), TopKSAE(D, H, K, gen, refine_steps=REFINE,
+                                                 refine_candidates=2 * K)
     with torch.no_grad():                                       # non-trivial biases
         sae.b_enc.copy_(0.1 * torch.randn(H, generator=gen))
         sae.b_dec.copy_(0.1 * torch.randn(D, generator=gen))
@@ -85,7 +86,8 @@ def test_save_then_load_gives_identical_scores(tmp_path: Path, interactions: Int
     x = torch.from_numpy(interactions.matrix[:16].toarray())
     with torch.no_grad():
         assert torch.equal(Recommender(b.elsa, b.sae)(x), Recommender(elsa, sae)(x))
-    assert isinstance(b.sae, TopKSAE) and b.sae.k == K
+    assert isinstance(b.sae, TopKSAE) and b.sae.k == K and b.sae.refine_steps == REFINE
+    assert b.sae.refine_candidates == 2 * K
     assert b.train_config == CFG
     assert b.interactions.fingerprint() == interactions.fingerprint()
     assert b.manifest["data_fingerprint"] == interactions.fingerprint()

@@ -128,3 +128,77 @@ def test_nested_recommender_is_relu_of_reconstruction_decoded_minus_x(
     x = (torch.rand(5, 30, generator=generator) < 0.3).float()
     u_hat = sae(elsa.encode(x)).reconstruction
     torch.testing.assert_close(Recommender(elsa, sae)(x), torch.relu(u_hat @ elsa.A.T - x))
+
+
+def test_refit_keeps_the_support_and_never_fits_worse(generator: torch.Generator) -> None:
+    """Eval mode refits the k chosen values by NNLS: same latents, values >= 0, and a
+    standardised reconstruction error no larger than the encoder's own."""
+    sae = TopKSAE(16, 64, 8, generator, refine_steps=50)
+    u = generic(generator, batch=32)
+    s = standardize(u)
+    with torch.no_grad():
+        plain = sae.train().encode(u).code
+        refit = sae.eval().encode(u).code
+
+        def error(code: torch.Tensor) -> torch.Tensor:
+            return (s.u_std - sae.b_dec - code @ sae.W_dec).pow(2).sum(dim=-1)
+
+    assert not torch.equal(plain, refit)
+    assert (refit >= 0).all() and ((refit != 0).sum(dim=-1) <= 8).all()
+    assert ((refit != 0) & (plain == 0)).sum() == 0             # no latent outside the top k
+    assert (error(refit) <= error(plain) + 1e-4).all()
+    assert error(refit).mean() < 0.9 * error(plain).mean()
+
+
+def test_refit_recovers_a_code_on_its_support(generator: torch.Generator) -> None:
+    """A vector that is exactly a non-negative mix of decoder rows is reconstructed
+    exactly, although the encoder's values are ten times too small."""
+    sae = TopKSAE(16, 32, 6, generator, refine_steps=300)
+    with torch.no_grad():
+        pairs = torch.zeros(8, 16)                  # orthonormal rows with zero mean
+        for n in range(8):
+            pairs[n, 2 * n], pairs[n, 2 * n + 1] = 1.0, -1.0
+        sae.W_dec[:8] = pairs
+        sae.normalize_()
+        sae.W_enc.copy_(0.1 * sae.W_dec.T)          # right support, wrong values
+        sae.W_enc[:, 8:] *= 0.01
+        sae.b_dec.zero_()
+        v = torch.tensor([[3.0, 1.0, 2.0, 0.5]]) @ sae.W_dec[[1, 3, 4, 6]]
+        v = v / v.std()                             # mean 0 already: standardised
+        plain = sae.train()(v).reconstruction
+        out = sae.eval()(v)
+    assert not torch.allclose(plain, v, atol=1e-2)
+    torch.testing.assert_close(out.reconstruction, v, atol=1e-4, rtol=0)
+    assert set(out.code.nonzero()[:, 1].tolist()) == {1, 3, 4, 6}
+
+
+def test_candidates_find_latents_the_encoder_ranked_below_k(
+        generator: torch.Generator) -> None:
+    """The encoder ranks one needed latent below its top k but within its candidates:
+    only the candidate search recovers the vector exactly."""
+    sae = TopKSAE(16, 32, 4, generator, refine_steps=300, refine_candidates=12)
+    with torch.no_grad():
+        pairs = torch.zeros(8, 16)
+        for n in range(8):
+            pairs[n, 2 * n], pairs[n, 2 * n + 1] = 1.0, -1.0
+        sae.W_dec[:8] = pairs
+        sae.normalize_()
+        sae.W_enc.copy_(sae.W_dec.T)                               # rows 8-15: distractors
+        sae.W_enc[:, 16:] *= 0.01
+        sae.W_enc[:, 3] *= 0.05                                    # needed, ranked low
+        sae.b_dec.zero_()
+        v = torch.tensor([[3.0, 1.0, 2.0, 1.5]]) @ sae.W_dec[[0, 3, 5, 6]]
+        v = v / v.std()
+        assert 3 not in sae.pre_activation(v).topk(4).indices.tolist()[0]
+        alone = TopKSAE(16, 32, 4, refine_steps=300)
+        alone.load_state_dict(sae.state_dict())
+        out, out_alone = sae.eval()(v), alone.eval()(v)
+    torch.testing.assert_close(out.reconstruction, v, atol=1e-4, rtol=0)
+    assert set(out.code.nonzero()[:, 1].tolist()) == {0, 3, 5, 6}
+    assert (out_alone.reconstruction - v).norm() > 0.1
+
+
+@pytest.mark.parametrize(("steps", "candidates"), [(-1, 0), (1, 1), (1, 9)])
+def test_refine_settings_are_checked(steps: int, candidates: int) -> None:
+    with pytest.raises(ValueError, match="refine_"):
+        TopKSAE(4, 8, 2, refine_steps=steps, refine_candidates=candidates)

@@ -16,11 +16,12 @@ from models.config import ELSAConfig, MultVAEConfig, SAEConfig
 from models.data.interactions import HeldOut, Interactions, Split, holdout_split
 from models.elsa import ELSA
 from models.recommender import Recommender
-from models.sae import SparseAutoencoder
+from models.sae import SparseAutoencoder, TopKSAE
 from models.train import (
     EarlyStopping,
     embed_rows,
     evaluate_heldout,
+    make_sae,
     minibatches,
     resolve_device,
     sae_training_vectors,
@@ -33,7 +34,8 @@ from models.train import (
 # Tiny and fast: a second or so on two cores. lr is high so that a few epochs suffice and
 # the validation curve peaks before max_epochs (early stopping has something to restore).
 ELSA_CFG = ELSAConfig(d=32, lr=3e-2, batch_size=32, max_epochs=15, patience=3)
-SAE_CFG = SAEConfig(h=64, k=8, lr=1e-2, batch_size=64, max_epochs=4, patience=3)
+SAE_CFG = SAEConfig(h=64, k=8, lr=1e-2, batch_size=64, max_epochs=4, patience=3,
+                    refine_steps=20, refine_candidates=16)
 VAE_CFG = MultVAEConfig(d=16, lr=2e-2, batch_size=64, max_epochs=4, patience=3,
                         beta_step=1e-3, beta_cap=0.2)
 CPU = torch.device("cpu")
@@ -108,9 +110,13 @@ def test_sae_codes_have_at_most_k_active(split: Split,
                                          torch_device: torch.device) -> None:
     elsa = trained_elsa[0]
     u = embed_rows(elsa, split.test.input, torch_device)
+    assert isinstance(trained_sae, TopKSAE) and not trained_sae.training
+    assert trained_sae.refine_steps == SAE_CFG.refine_steps
     code = trained_sae.encode(u).code
     assert code.shape == (len(split.test.users), SAE_CFG.h)
     assert ((code > 0).sum(dim=-1) <= SAE_CFG.k).all()
+    assert not torch.equal(code, trained_sae.train().encode(u).code)   # eval mode refits
+    trained_sae.eval()
     assert (code >= 0).all()
     torch.testing.assert_close(trained_sae.W_dec.norm(dim=1),
                                torch.ones(SAE_CFG.h, device=torch_device))
@@ -237,3 +243,8 @@ def test_elsa_trains_on_cuda(split: Split) -> None:
     assert elsa.A.device.type == "cuda"
     pop = ndcg(Popularity(split.train).scores, split.test, cuda)
     assert ndcg(elsa, split.test, cuda) > pop + 0.15
+
+
+def test_basic_sae_refuses_refinement() -> None:
+    with pytest.raises(ValueError, match="TopK SAE only"):
+        make_sae(8, SAEConfig(kind="basic", h=16, refine_steps=5), torch.Generator())
