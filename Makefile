@@ -50,12 +50,14 @@ report: install
 	$(BIN)/knobs evaluate --dataset $(DATASET) --folds 5 --no-progress \
 	  --json reports/quality.json --md reports/quality.md
 
-# Benchmarks that write reports/: training wall time, the SAE augmentation ablation and
-# the untrained-SAE control (about 20 minutes in all on 2 cores).
+# Benchmarks that write reports/: training wall time, the SAE augmentation ablation, the
+# trained/untrained SAE and code-refit controls, and ELSA variants against EASE
+# (about 45 minutes in all on 2 cores).
 bench: install
 	$(BIN)/python benchmarks/train_time.py --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.sae_augmentation --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.sae_untrained --dataset $(DATASET)
+	$(BIN)/python -m benchmarks.elsa_variants --dataset $(DATASET)
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache
