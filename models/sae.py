@@ -145,7 +145,7 @@ class TopKSAE(SparseAutoencoder):
         return torch.zeros_like(pre).scatter(-1, indices, values)
 
     def encode(self, u: torch.Tensor) -> SAECode:
-        """u: [batch, d] -> SAECode with exactly k (or fewer) non-zero latents.
+        """u: [batch, d] -> SAECode with at most k non-zero (positive) latents per row.
 
         Training mode, or `refine_steps` = 0: the encoder's k largest pre-activations (§4).
         Eval mode with `refine_steps` > 0 (Knobs): the encoder proposes its
