@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,3 +42,11 @@ def fold_benchmark(description: str | None, out: str) -> FoldBenchmark:
     data = load_dataset(args.dataset, hetrec_metadata=False).interactions
     return FoldBenchmark(args, resolve_device(args.device), data,
                          defaults_for(data.n_users))
+
+
+def write_reports(out: Path, report: dict[str, Any], lines: list[str]) -> None:
+    """Write OUT.json (the report) and OUT.md (the lines), and print the table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

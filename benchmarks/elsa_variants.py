@@ -10,14 +10,13 @@ compared on the same test users. Writes reports/elsa_variants.{json,md}.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.common import fold_benchmark
+from benchmarks.common import fold_benchmark, write_reports
 from models.config import ELSAConfig
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, select_ease
@@ -67,8 +66,6 @@ def main() -> None:
     report = {"dataset": args.dataset, "folds": args.folds, "test_users": len(base),
               "ease": {"ndcg@20": float(np.nanmean(base))}, "variants": rows,
               "machine": machine_info(device)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# ELSA variants against EASE ({args.dataset})", "",
              f"{args.folds}-fold over users ({len(base)} test users; EASE nDCG@20 "
              f"{report['ease']['ndcg@20']:.4f}). Every variant starts from the shipped "
@@ -82,8 +79,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['ndcg@20']:.4f} | {r['ratio_to_ease']:.3f} | "
                      f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] | "
                      f"{', '.join(map(str, r['best_epoch_per_fold']))} |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_reports(args.out, report, lines)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Writes reports/augmentation.{json,md}.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import fold_benchmark
+from benchmarks.common import fold_benchmark, write_reports
 from models.config import SAEConfig
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, sae_stats
@@ -89,8 +88,6 @@ def main() -> None:
               "elsa": {"ndcg@20": float(np.nanmean(base)),
                        "recall@20": float(np.nanmean(np.concatenate(recall["elsa"])))},
               "variants": rows, "machine": machine_info(device)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# SAE augmentation on {args.dataset}", "",
              f"{args.folds}-fold over users ({report['test_users']} test users; ELSA nDCG@20 "
              f"{report['elsa']['ndcg@20']:.4f}). In each fold one ELSA is trained; each row "
@@ -104,8 +101,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['ndcg@20']:.4f} | {100 * r['ndcg_ratio']:.1f}% | "
                      f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] | {r['cosine']:.3f} | {r['l0']:.1f} | "
                      f"{100 * r['dead_fraction']:.1f}% | {r['seconds_per_fold']:.0f} |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_reports(args.out, report, lines)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.common import fold_benchmark
+from benchmarks.common import fold_benchmark, write_reports
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, sae_stats
 from models.metrics import paired_bootstrap
@@ -101,8 +100,6 @@ def main() -> None:
                        "recall@20": float(np.nanmean(base_r))},
               "sae": rows, "config": dataclasses.asdict(cfg.sae),
               "machine": machine_info(device)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Trained and untrained SAEs, three ways to read a code ({args.dataset})", "",
              f"{args.folds}-fold over users ({len(base_n)} test users; ELSA nDCG@20 "
              f"{report['elsa']['ndcg@20']:.4f}, Recall@20 {report['elsa']['recall@20']:.4f})."
@@ -116,8 +113,7 @@ def main() -> None:
         lines.append(f"| {name} | {100 * r['ndcg_kept']:.1f}% | {100 * r['recall_kept']:.1f}%"
                      f" | {d:+.4f} [{lo:+.4f}, {hi:+.4f}] | {r['cosine']:.3f} | "
                      f"{r['l0']:.1f} | {100 * r['dead_fraction']:.1f}% |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_reports(args.out, report, lines)
 
 
 if __name__ == "__main__":
