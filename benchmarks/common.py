@@ -44,6 +44,12 @@ def fold_benchmark(description: str | None, out: str) -> FoldBenchmark:
                          defaults_for(data.n_users))
 
 
+def fmt_paired(diff_ci: list[float]) -> str:
+    """[diff, ci_low, ci_high] -> '+0.0012 [-0.0030, +0.0051]' for the tables."""
+    d, lo, hi = diff_ci
+    return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
 def write_reports(out: Path, report: dict[str, Any], lines: list[str]) -> None:
     """Write OUT.json (the report) and OUT.md (the lines), and print the table."""
     out.parent.mkdir(parents=True, exist_ok=True)

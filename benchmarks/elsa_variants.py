@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import fold_benchmark, write_reports
+from benchmarks.common import fmt_paired, fold_benchmark, write_reports
 from models.config import ELSAConfig
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, select_ease
@@ -75,9 +75,8 @@ def main() -> None:
              "| ELSA | nDCG@20 | x EASE | paired diff [95% CI] | best epochs |",
              "|---|---|---|---|---|"]
     for name, r in rows.items():
-        d, lo, hi = r["paired_ndcg_vs_ease"]
         lines.append(f"| {name} | {r['ndcg@20']:.4f} | {r['ratio_to_ease']:.3f} | "
-                     f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] | "
+                     f"{fmt_paired(r['paired_ndcg_vs_ease'])} | "
                      f"{', '.join(map(str, r['best_epoch_per_fold']))} |")
     write_reports(args.out, report, lines)
 

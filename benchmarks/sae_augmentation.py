@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import fold_benchmark, write_reports
+from benchmarks.common import fmt_paired, fold_benchmark, write_reports
 from models.config import SAEConfig
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, sae_stats
@@ -97,9 +97,8 @@ def main() -> None:
              "| training vectors | nDCG@20 | kept | paired diff [95% CI] | cosine | L0 | dead "
              "| s/fold |", "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        d, lo, hi = r["paired_ndcg"]
         lines.append(f"| {name} | {r['ndcg@20']:.4f} | {100 * r['ndcg_ratio']:.1f}% | "
-                     f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] | {r['cosine']:.3f} | {r['l0']:.1f} | "
+                     f"{fmt_paired(r['paired_ndcg'])} | {r['cosine']:.3f} | {r['l0']:.1f} | "
                      f"{100 * r['dead_fraction']:.1f}% | {r['seconds_per_fold']:.0f} |")
     write_reports(args.out, report, lines)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import fold_benchmark, write_reports
+from benchmarks.common import fmt_paired, fold_benchmark, write_reports
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, sae_stats
 from models.metrics import paired_bootstrap
@@ -109,9 +109,8 @@ def main() -> None:
              "| SAE, reading | nDCG@20 kept | Recall@20 kept | paired nDCG diff [95% CI] "
              "| cosine | L0 | dead |", "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        d, lo, hi = r["paired_ndcg"]
         lines.append(f"| {name} | {100 * r['ndcg_kept']:.1f}% | {100 * r['recall_kept']:.1f}%"
-                     f" | {d:+.4f} [{lo:+.4f}, {hi:+.4f}] | {r['cosine']:.3f} | "
+                     f" | {fmt_paired(r['paired_ndcg'])} | {r['cosine']:.3f} | "
                      f"{r['l0']:.1f} | {100 * r['dead_fraction']:.1f}% |")
     write_reports(args.out, report, lines)
 

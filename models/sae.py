@@ -152,35 +152,39 @@ class TopKSAE(SparseAutoencoder):
         max(k, `refine_candidates`) largest latents, their values are fitted by
         non-negative least squares (`refit`), the k largest fits are kept and refitted.
         """
+        if self.refine_steps == 0 or self.training:
+            return super().encode(u)
         s = standardize(u)
         pre = self.pre_activation(s.u_std)
-        if self.refine_steps == 0 or self.training:
-            values, indices = pre.topk(self.k, dim=-1)
-        else:
-            values, indices = pre.topk(max(self.k, self.refine_candidates), dim=-1)
-            values = self.refit(s.u_std, indices, values)
-            if indices.shape[-1] > self.k:
-                values, keep = values.topk(self.k, dim=-1)
-                indices = indices.gather(-1, keep)
-                values = self.refit(s.u_std, indices, values)
+        values, indices = pre.topk(max(self.k, self.refine_candidates), dim=-1)
+        rows = self.W_dec[indices]                                    # [batch, m, d]
+        gram = rows @ rows.transpose(1, 2)                            # [batch, m, m]
+        rhs = (rows @ (s.u_std - self.b_dec).unsqueeze(-1)).squeeze(-1)  # [batch, m]
+        values = self.refit(gram, rhs, values)
+        if indices.shape[-1] > self.k:
+            # keep the k largest fits and refit on the sub-problem: its Gram matrix and
+            # right-hand side are slices of the candidates' (no second gather of rows)
+            values, keep = values.topk(self.k, dim=-1)
+            indices = indices.gather(-1, keep)
+            gram = gram.gather(1, keep.unsqueeze(-1).expand(-1, -1, gram.shape[-1]))
+            gram = gram.gather(2, keep.unsqueeze(1).expand(-1, self.k, -1))
+            values = self.refit(gram, rhs.gather(-1, keep), values)
         return SAECode(torch.zeros_like(pre).scatter(-1, indices, values), s.mean, s.std)
 
     @torch.no_grad()
-    def refit(self, u_std: torch.Tensor, indices: torch.Tensor,
+    def refit(self, gram: torch.Tensor, rhs: torch.Tensor,
               values: torch.Tensor) -> torch.Tensor:
-        """Knobs: the non-negative least-squares values of the chosen latents,
-        argmin_{e >= 0} ||(u~ - b_dec) - e W_dec[S]||^2 over the support S = `indices`,
-        by `refine_steps` projected-gradient steps of size 1/L (L the largest eigenvalue
-        of the support's Gram matrix) started from the encoder's `values`.
+        """Knobs: the non-negative least-squares values of the chosen latents S,
+        argmin_{e >= 0} ||(u~ - b_dec) - e W_dec[S]||^2, given the support's Gram matrix
+        `gram` = W_dec[S] W_dec[S]^T and `rhs` = W_dec[S] (u~ - b_dec), by `refine_steps`
+        projected-gradient steps of size 1/L (L the largest eigenvalue of `gram`) started
+        from the encoder's `values`.
 
         A one-layer encoder is a fair judge of *which* latents a vector may need but a poor
         one of *how much* of each, above all on held-out users it never saw
         (inference-time optimisation of SAE codes; README "Choices for small data").
-        u_std: [batch, d]; indices, values: [batch, m] -> refit values [batch, m] >= 0.
+        gram: [batch, m, m]; rhs, values: [batch, m] -> refit values [batch, m] >= 0.
         """
-        rows = self.W_dec[indices]                                    # [batch, m, d]
-        gram = rows @ rows.transpose(1, 2)                            # [batch, m, m]
-        rhs = (rows @ (u_std - self.b_dec).unsqueeze(-1)).squeeze(-1)  # [batch, m]
         step = 1.0 / torch.linalg.eigvalsh(gram)[..., -1:].clamp_min(EPS)
         e = values.clamp_min(0)
         for _ in range(self.refine_steps):
