@@ -15,7 +15,7 @@ export KNOBS_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: install demo data bundle test lint report bench clean
+.PHONY: install demo data bundle test lint report steering bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,14 +50,21 @@ report: install
 	$(BIN)/knobs evaluate --dataset $(DATASET) --folds 5 --no-progress \
 	  --json reports/quality.json --md reports/quality.md
 
+# Regenerate reports/steering.{json,md,png}: labels and steering toward concepts, 5 folds
+# (about 8 minutes on 2 cores).
+steering: install
+	$(BIN)/knobs steer-eval --dataset $(DATASET) --folds 5 --no-progress \
+	  --json reports/steering.json --md reports/steering.md --plot reports/steering.png
+
 # Benchmarks that write reports/: training wall time, the SAE augmentation ablation, the
-# trained/untrained SAE and code-refit controls, and ELSA variants against EASE
-# (about 45 minutes in all on 2 cores).
-bench: install
+# trained/untrained SAE and code-refit controls, ELSA variants against EASE, and the
+# cost of a knob change on the demo bundle (about 45 minutes in all on 2 cores).
+bench: install bundle
 	$(BIN)/python benchmarks/train_time.py --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.sae_augmentation --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.sae_untrained --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.elsa_variants --dataset $(DATASET)
+	$(BIN)/python -m benchmarks.steering_latency --bundle $(BUNDLE)
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The `knobs` command line: data, train, evaluate.
+"""The `knobs` command line: data, train, evaluate, steer-eval, inspect.
 
 Heavy imports (torch, pandas) happen inside the commands so `knobs --help` is instant.
 """
@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -31,7 +31,7 @@ def _dataset_choice() -> click.Choice:
     return click.Choice(list(DATASETS))
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     """One clear line on stderr and exit status 2 for errors a person can act on."""
     click.echo(f"knobs: error: {exc}", err=True)
     sys.exit(2)
@@ -50,6 +50,23 @@ def _threads() -> None:
     n = os.environ.get("KNOBS_THREADS")
     if n:
         torch.set_num_threads(int(n))
+
+
+def _load(dataset: str, device: str, seed: int, hetrec_metadata: bool = True
+          ) -> tuple[Any, Any]:
+    """(torch device, Dataset) for a command, or one clear line and exit 2."""
+    from models.data.datasets import load_dataset
+    from models.data.download import ChecksumMismatchError, DataUnavailableError
+    from models.data.parsing import MalformedFileError
+    from models.train import resolve_device
+
+    _threads()
+    try:
+        dev = resolve_device(device)
+        return dev, load_dataset(dataset, seed=seed, hetrec_metadata=hetrec_metadata)
+    except (DataUnavailableError, ChecksumMismatchError, MalformedFileError,
+            RuntimeError) as exc:
+        _fail(exc)
 
 
 @click.group()
@@ -88,32 +105,30 @@ def train(dataset: str, out: Path, device: str, seed: int, progress: bool) -> No
     """Train ELSA and its SAE on DATASET and write a checkpoint bundle to OUT."""
     from models.bundle import save_bundle
     from models.config import defaults_for
-    from models.data.datasets import load_dataset
-    from models.data.download import ChecksumMismatchError, DataUnavailableError
-    from models.data.parsing import MalformedFileError
-    from models.pipeline import train_models
-    from models.train import resolve_device
+    from models.pipeline import label_knobs, train_models
 
-    _threads()
-    try:
-        dev = resolve_device(device)
-        ds = load_dataset(dataset, seed=seed)
-    except (DataUnavailableError, ChecksumMismatchError, MalformedFileError,
-            RuntimeError) as exc:
-        _fail(exc)
+    dev, ds = _load(dataset, device, seed)
     cfg = defaults_for(ds.interactions.n_users, seed)
     log.info("training on %s (%s)", dev, dataset)
     trained = train_models(ds.interactions, cfg, dev, progress)
+    try:
+        concepts, settings = label_knobs(trained.elsa, trained.sae, ds.interactions,
+                                         ds.catalog, ds.tag_events, dev)
+    except ValueError as exc:
+        _fail(exc)
+    q = {**trained.quality, "labels": settings["labels"]}
     path = save_bundle(out, dataset=dataset, elsa=trained.elsa, sae=trained.sae,
                        train_config=cfg, data=ds.interactions, catalog=ds.catalog,
-                       quality=trained.quality,
+                       quality=q, concepts=concepts, concept_settings=settings,
                        extra_config={"metadata_sources": list(ds.metadata_sources)})
-    q = trained.quality
     click.echo(f"bundle written to {path}\n"
                f"test nDCG@20: ELSA {q['elsa']['ndcg@20']:.4f}, ELSA+SAE "
                f"{q['elsa+sae']['ndcg@20']:.4f}; SAE cosine {q['elsa+sae']['cosine']:.3f}, "
                f"dead latents {100 * q['elsa+sae']['dead_fraction']:.1f}%; "
-               f"{q['train_seconds']:.0f} s")
+               f"{q['train_seconds']:.0f} s\n"
+               f"labels: {q['labels']['concepts']} concepts; "
+               f"{100 * q['labels']['coverage']:.0f}% of live neurons carry a label with "
+               f"precision >= 0.2, median precision {q['labels']['median_precision']:.2f}")
 
 
 @main.command()
@@ -129,25 +144,74 @@ def evaluate(dataset: str, folds: int, json_path: Path, md_path: Path, device: s
              seed: int, progress: bool) -> None:
     """Compare popularity, EASE, ELSA, ELSA+SAE, MultVAE and MultVAE+SAE."""
     from models.config import defaults_for
-    from models.data.datasets import load_dataset
-    from models.data.download import ChecksumMismatchError, DataUnavailableError
-    from models.data.parsing import MalformedFileError
     from models.evaluate import run_evaluation, write_markdown
-    from models.train import resolve_device
 
-    _threads()
-    try:
-        dev = resolve_device(device)
-        ds = load_dataset(dataset, seed=seed, hetrec_metadata=False)
-    except (DataUnavailableError, ChecksumMismatchError, MalformedFileError,
-            RuntimeError) as exc:
-        _fail(exc)
+    dev, ds = _load(dataset, device, seed, hetrec_metadata=False)
     cfg = defaults_for(ds.interactions.n_users, seed)
     report: dict[str, Any] = run_evaluation(ds.interactions, cfg, folds, dev, dataset,
                                             progress)
     _atomic_write(json_path, json.dumps(report, indent=2) + "\n")
     _atomic_write(md_path, write_markdown(report))
     click.echo(write_markdown(report))
+
+
+@main.command("steer-eval")
+@click.option("--dataset", required=True, type=_dataset_choice(), help="Dataset name.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2),
+              help="K-fold over users.")
+@click.option("--json", "json_path", required=True, type=click.Path(path_type=Path))
+@click.option("--md", "md_path", required=True, type=click.Path(path_type=Path))
+@click.option("--plot", "plot_path", required=True, type=click.Path(path_type=Path),
+              help="PNG of personal vs segment nDCG@20.")
+@click.option("--device", default="auto", type=DEVICE, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+def steer_eval(dataset: str, folds: int, json_path: Path, md_path: Path, plot_path: Path,
+               device: str, seed: int, progress: bool) -> None:
+    """Label each fold's SAE and measure steering toward concepts (method.md §5-§6)."""
+    from models.config import defaults_for
+    from models.steer_eval import plot, run_steering_evaluation, write_markdown
+
+    if plot_path.suffix.lower() != ".png":
+        _fail(ValueError(f"--plot {plot_path}: the plot is written as PNG; name it *.png"))
+    dev, ds = _load(dataset, device, seed)
+    cfg = defaults_for(ds.interactions.n_users, seed)
+    try:
+        report = run_steering_evaluation(ds.interactions, ds.catalog, ds.tag_events, cfg,
+                                         folds, dev, dataset, progress)
+    except ValueError as exc:
+        _fail(exc)
+    _atomic_write(json_path, json.dumps(report, indent=2) + "\n")
+    _atomic_write(md_path, write_markdown(report))
+    plot(report, plot_path)
+    click.echo(write_markdown(report))
+
+
+@main.command()
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path),
+              help="Bundle folder written by `knobs train`.")
+@click.option("--neuron", type=int, default=None, help="One neuron (default: the most used).")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
+              help="How many of the most used neurons.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+def inspect(bundle_dir: Path, neuron: int | None, top: int, as_json: bool) -> None:
+    """Show knobs: label, concepts, items lifted and activating, density, neighbours."""
+    import dataclasses
+
+    from models.bundle import BundleError, load_bundle
+    from models.neurons import describe_neuron, format_view, most_used
+
+    try:
+        bundle = load_bundle(bundle_dir)
+        ids = [neuron] if neuron is not None else most_used(bundle, top)
+        views = [describe_neuron(bundle, n) for n in ids]
+    except (BundleError, ValueError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(v) for v in views], indent=2,
+                              ensure_ascii=False))
+    else:
+        click.echo("\n".join(format_view(v) for v in views), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,10 @@
   sae.safetensors        W_enc [d, h], b_enc [h], W_dec [h, d], b_dec [d]
   interactions.safetensors  the dataset users' positives as CSR (indptr, indices) + ids
   catalog.jsonl          one item per line, in model order: id, title, year, genres, metadata
-  quality.json           held-out metrics of this bundle's models
+  quality.json           held-out metrics of this bundle's models (and label quality)
+  concepts.json          the knobs' concept vocabulary: names, kinds, how it was built
+  concepts.safetensors   the concept map (models.concepts.ConceptMap): labels, top concepts,
+                         concept -> neuron maps, label precision, top items, user density
   manifest.json          sha256 and size of every file above, the training data's
                          fingerprint and the training config
 
@@ -33,15 +36,32 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from models.concepts import ConceptMap
 from models.config import TrainConfig
 from models.data.interactions import Interactions, Vocabulary
 from models.elsa import ELSA
 from models.sae import BasicSAE, SparseAutoencoder, TopKSAE
 
-FORMAT_VERSION = 2  # 2: config.json sae.refine_steps, sae.refine_candidates
+FORMAT_VERSION = 3  # 2: sae.refine_steps, sae.refine_candidates; 3: concepts.*
 MANIFEST = "manifest.json"
 FILES = ("config.json", "elsa.safetensors", "sae.safetensors", "interactions.safetensors",
-         "catalog.jsonl", "quality.json")
+         "catalog.jsonl", "quality.json", "concepts.json", "concepts.safetensors")
+# ConceptMap array fields stored in concepts.safetensors: name -> (shape over h / C / items,
+# dtype). "h", "C" stand for the SAE width and the number of concepts.
+_CONCEPT_ARRAYS: dict[str, tuple[tuple[str | int, ...], torch.dtype]] = {
+    "items_per_concept": (("C",), torch.int64), "live": (("h",), torch.bool),
+    "label": (("h",), torch.int64), "paper_label": (("h",), torch.int64),
+    "top_concepts": (("h", 5), torch.int64), "top_scores": (("h", 5), torch.float32),
+    "precision": (("h",), torch.float32), "paper_precision": (("h",), torch.float32),
+    "confidence": (("h",), torch.float32), "best": (("C", -1), torch.int64),
+    "best_scores": (("C", -1), torch.float32), "unique": (("C", -1), torch.int64),
+    "unique_scores": (("C", -1), torch.float32), "lifts": (("C", -1), torch.int64),
+    "lift_scores": (("C", -1), torch.float32), "entropy_decrease": (("C",), torch.float32),
+    "top_items": (("h", -1), torch.int64), "density": (("h",), torch.float32),
+}
+# arrays that hold NaN by design (dead neurons, concepts without weight, unknown density)
+_NAN_OK = frozenset({"precision", "paper_precision", "confidence", "entropy_decrease",
+                     "density"})
 CATALOG_FIELDS = ("item", "title", "year", "genres", "tags", "hetrec_tags", "directors",
                   "countries")
 
@@ -64,6 +84,7 @@ class Bundle:
     catalog: pd.DataFrame
     quality: dict[str, Any]
     manifest: dict[str, Any]
+    concepts: ConceptMap
 
     @property
     def sha256(self) -> str:
@@ -98,9 +119,14 @@ def _jsonable(value: Any) -> Any:
 
 def save_bundle(out: str | Path, *, dataset: str, elsa: ELSA, sae: SparseAutoencoder,
                 train_config: TrainConfig, data: Interactions, catalog: pd.DataFrame,
-                quality: dict[str, Any], extra_config: dict[str, Any] | None = None) -> Path:
-    """Write a bundle to `out` atomically (temporary sibling folder, then rename)."""
+                quality: dict[str, Any], concepts: ConceptMap,
+                concept_settings: dict[str, Any] | None = None,
+                extra_config: dict[str, Any] | None = None) -> Path:
+    """Write a bundle to `out` atomically (temporary sibling folder, then rename).
+    concept_settings: how the vocabulary was built (stored in concepts.json)."""
     out = Path(out)
+    if concepts.h != sae.h:
+        raise ValueError(f"concept map has {concepts.h} neurons, the SAE {sae.h}")
     if len(catalog) != data.n_items or not np.array_equal(catalog["item"].to_numpy(),
                                                            data.items.ids):
         raise ValueError("catalog rows must be the item vocabulary, in order")
@@ -138,6 +164,12 @@ def save_bundle(out: str | Path, *, dataset: str, elsa: ELSA, sae: SparseAutoenc
                                                                      strict=True)},
                                    ensure_ascii=False) + "\n")
         _write_json(tmp / "quality.json", quality)
+        _write_json(tmp / "concepts.json", {"names": concepts.names, "kinds": concepts.kinds,
+                                            "settings": concept_settings or {}})
+        save_file({name: torch.from_numpy(np.ascontiguousarray(
+                       getattr(concepts, name))).to(dtype)
+                   for name, (_, dtype) in _CONCEPT_ARRAYS.items()},
+                  str(tmp / "concepts.safetensors"))
         manifest = {
             "format_version": FORMAT_VERSION,
             "files": {name: {"sha256": sha256_file(tmp / name),
@@ -204,9 +236,10 @@ def verify_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _tensors(f: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
-             ) -> dict[str, torch.Tensor]:
-    """Load a safetensors file and check its tensor names, shapes (-1: any) and dtypes."""
+def _tensors(f: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
+             nan_ok: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
+    """Load a safetensors file and check its tensor names, shapes (-1: any) and dtypes;
+    floating tensors must be finite (NaN allowed for the names in `nan_ok`)."""
     try:
         tensors = load_file(str(f))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -220,9 +253,36 @@ def _tensors(f: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
         if not shape_ok or t.dtype != dtype:
             raise BundleError(f"{f}: tensor {name} is {tuple(t.shape)} {t.dtype}, config.json "
                               f"implies {shape} {dtype}")
-        if t.is_floating_point() and not torch.isfinite(t).all():
+        if t.is_floating_point() and not (torch.isfinite(t) | (
+                torch.isnan(t) if name in nan_ok else torch.zeros_like(t, dtype=torch.bool)
+        )).all():
             raise BundleError(f"{f}: tensor {name} holds NaN or infinite values")
     return tensors
+
+
+def _load_concepts(path: Path, h: int, n_items: int) -> ConceptMap:
+    """concepts.json + concepts.safetensors -> ConceptMap, every index checked in range."""
+    meta = _read_json(path / "concepts.json")
+    names, kinds = (meta.get("names"), meta.get("kinds")) if isinstance(meta, dict) else (
+        None, None)
+    if (not isinstance(names, list) or not isinstance(kinds, list)
+            or len(names) != len(kinds) or not all(isinstance(n, str) for n in names)):
+        raise BundleError(f"{path / 'concepts.json'}: needs lists 'names' and 'kinds' of "
+                          "equal length")
+    sizes = {"h": h, "C": len(names)}
+    expected = {name: (tuple(sizes[d] if isinstance(d, str) else d for d in shape), dtype)
+                for name, (shape, dtype) in _CONCEPT_ARRAYS.items()}
+    f = path / "concepts.safetensors"
+    t = _tensors(f, expected, _NAN_OK)
+    bounds = {"label": len(names), "paper_label": len(names), "top_concepts": len(names),
+              "best": h, "unique": h, "lifts": h, "top_items": n_items}
+    for name, upper in bounds.items():
+        v = t[name]
+        if v.numel() and (int(v.min()) < -1 or int(v.max()) >= upper):
+            raise BundleError(f"{f}: tensor {name} holds indices outside -1..{upper - 1}")
+    arrays = {name: (v.numpy().astype(np.float64) if v.is_floating_point() else v.numpy())
+              for name, v in t.items()}
+    return ConceptMap(names=names, kinds=[str(k) for k in kinds], **arrays)
 
 
 def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
@@ -278,5 +338,6 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     sae.load_state_dict(s)
     elsa.to(device).eval()
     sae.to(device).eval()
+    concepts = _load_concepts(path, h, n_items)
     return Bundle(path, config, train_config, elsa, sae, interactions, catalog,
-                  _read_json(path / "quality.json"), manifest)
+                  _read_json(path / "quality.json"), manifest, concepts)

@@ -1,14 +1,26 @@
-"""What `knobs train` does, as a function: split, train ELSA, train the SAE, measure."""
+"""What `knobs train` does, as functions: split, train ELSA, train the SAE, measure;
+then label the SAE's neurons with concepts (method.md §5)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 
+from models.concepts import (
+    MIN_LIFT,
+    ConceptMap,
+    build_vocabulary,
+    code_density,
+    elsa_item_rows,
+    item_codes,
+    map_concepts,
+)
 from models.config import TrainConfig
 from models.data.interactions import Interactions, holdout_split
 from models.elsa import ELSA
@@ -59,3 +71,27 @@ def train_models(data: Interactions, cfg: TrainConfig, device: torch.device,
              quality["elsa"]["ndcg@20"], quality["elsa+sae"]["ndcg@20"], stats.cosine,
              100 * stats.dead_fraction)
     return Trained(elsa, sae, quality, {"elsa": h_elsa, "sae": h_sae})
+
+
+MIN_CONCEPT_ITEMS = 20
+"""A concept must be carried by at least this many items to become a label (the paper
+asks for 100 tag applications on ML-25M; ml-latest-small is ~1/60 of its size)."""
+
+
+def label_knobs(elsa: ELSA, sae: SparseAutoencoder, data: Interactions,
+                catalog: pd.DataFrame, tag_events: pd.DataFrame | None,
+                device: torch.device) -> tuple[ConceptMap, dict[str, Any]]:
+    """The bundle's concept map: vocabulary from all of the catalog's metadata (the served
+    model has no test users to hide tags from), the §5 mapping, and how many of the
+    dataset's users have each neuron active. Returns the map and its settings."""
+    started = time.perf_counter()
+    vocab = build_vocabulary(catalog, tag_events, min_items=MIN_CONCEPT_ITEMS)
+    cmap = map_concepts(item_codes(elsa, sae, data.n_items, device), vocab,
+                        item_rows=elsa_item_rows(elsa, sae))
+    cmap = dataclasses.replace(cmap, density=code_density(elsa, sae, data.matrix, device))
+    summary = cmap.summary()
+    log.info("labels: %d concepts, %.0f%% of %d live neurons with precision >= 0.2, median "
+             "%.2f (%.1f s)", summary["concepts"], 100 * summary["coverage"],
+             summary["live"], summary["median_precision"], time.perf_counter() - started)
+    return cmap, {"min_items": MIN_CONCEPT_ITEMS, "min_lift": MIN_LIFT,
+                  "kinds": sorted(set(vocab.kinds)), "labels": summary}

@@ -48,6 +48,73 @@ def test_train_writes_a_loadable_bundle(tmp_path: Path,
     assert q["elsa+sae"]["l0"] <= 4
 
 
+def test_steer_eval_writes_json_markdown_and_plot(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.config, "defaults_for", tiny_defaults)
+    j, md, png = tmp_path / "r" / "s.json", tmp_path / "r" / "s.md", tmp_path / "p" / "s.png"
+    result = CliRunner().invoke(main, ["steer-eval", "--dataset", "synthetic", "--folds", "2",
+                                       "--json", str(j), "--md", str(md), "--plot", str(png),
+                                       "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(j.read_text())
+    assert set(report["curves"]) == {"unique", "best1", "best5", "lifts10", "rerank"}
+    for curve in report["curves"].values():
+        assert [p["alpha"] for p in curve] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+        assert all(0 <= p["personal"] <= 1 and 0 <= p["segment"] <= 1 for p in curve)
+    assert set(report["curves_untrained"]) == {"best5", "lifts10"}
+    # alpha 0 is the same unsteered ranking for every method
+    assert len({(c[0]["personal"], c[0]["segment"]) for c in report["curves"].values()}) == 1
+    for key in ("coverage", "median_precision", "entropy_decrease"):
+        assert 0 <= report["labels"][key] <= 1
+    assert report["protocol"]["steered_users"] > 0
+    assert "# Steering on synthetic" in md.read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_steer_eval_wants_a_png(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["steer-eval", "--dataset", "synthetic", "--json",
+                                       str(tmp_path / "s.json"), "--md", str(tmp_path / "s.md"),
+                                       "--plot", str(tmp_path / "s.svg")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"knobs: error: --plot {tmp_path / 's.svg'}: the plot is "
+                                     "written as PNG; name it *.png")
+    assert not list(tmp_path.iterdir())
+
+
+def test_inspect_shows_knobs_of_a_trained_bundle(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.config, "defaults_for", tiny_defaults)
+    out = tmp_path / "b"
+    assert CliRunner().invoke(main, ["train", "--dataset", "synthetic", "--out", str(out),
+                                     "--device", "cpu", "--no-progress"]).exit_code == 0
+    b = load_bundle(out)
+    result = CliRunner().invoke(main, ["inspect", "--bundle", str(out), "--top", "3"])
+    assert result.exit_code == 0, result.output
+    shown = [int(line.split()[1].rstrip(":")) for line in result.stdout.splitlines()
+             if line.startswith("neuron ")]
+    density = b.concepts.density
+    assert len(shown) == 3 and list(density[shown]) == sorted(density[shown], reverse=True)
+    assert density[shown[0]] == density[b.concepts.live].max()
+    assert "lifts most:" in result.stdout and "neighbours:" in result.stdout
+    n = shown[0]
+    result = CliRunner().invoke(main, ["inspect", "--bundle", str(out), "--neuron", str(n),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    (view,) = json.loads(result.stdout)
+    assert view["neuron"] == n and view["label"] == b.concepts.label_name(n)
+    assert len(view["lifts"]) == 10 and len(view["neighbours"]) == 5
+    assert view["lifts"][0]["score"] >= view["lifts"][-1]["score"]
+    assert n not in [x["neuron"] for x in view["neighbours"]]
+    titles = set(b.catalog["title"])
+    assert all(i["title"] in titles for i in view["activated_by"])
+    result = CliRunner().invoke(main, ["inspect", "--bundle", str(out), "--neuron", "32"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("knobs: error: neuron 32 does not exist; this bundle "
+                                     "has neurons 0..31")
+    result = CliRunner().invoke(main, ["inspect", "--bundle", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no bundle folder there" in result.stderr
+
+
 def test_data_prints_the_dataset_size() -> None:
     result = CliRunner().invoke(main, ["data", "--dataset", "synthetic"])
     assert result.exit_code == 0, result.output
@@ -79,7 +146,7 @@ def test_train_on_cuda_without_a_gpu_fails_in_one_line(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("data", "train", "evaluate"):
+    for command in ("data", "train", "evaluate", "steer-eval", "inspect"):
         assert command in result.stdout
 
 
@@ -111,3 +178,13 @@ def test_knobs_train_on_ml_latest_small(tmp_path: Path, real_data_dir: Path) -> 
     assert q["elsa+sae"]["dead_fraction"] < 0.5
     toy = b.catalog.set_index("item").loc[1]
     assert toy["title"] == "Toy Story" and toy["directors"] == ["John Lasseter"]
+    # labelled knobs: every live neuron has a label; the neuron that best characterizes
+    # "animation" lifts mostly animated films
+    c = b.concepts
+    assert (c.label[c.live] >= 0).all() and q["labels"]["live"] == int(c.live.sum())
+    assert c.kinds[c.concept("alfred hitchcock")] == "director"
+    assert c.kinds[c.concept("tom hanks")] == "tag"  # directed 1 film, tagged on many
+    anim = c.concept("animation")
+    lifted = (b.sae.W_dec[c.neurons_for(anim, "best", 1)[0]] @ b.elsa.A.T).topk(20).indices
+    genres = b.catalog["genres"]
+    assert sum("Animation" in genres[int(i)] for i in lifted) >= 10

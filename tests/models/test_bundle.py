@@ -3,6 +3,7 @@ naming the file; saving over a bundle replaces it atomically."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from models.bundle import (
     save_bundle,
     sha256_file,
 )
+from models.concepts import ConceptMap, build_vocabulary, item_codes, map_concepts
 from models.config import ELSAConfig, SAEConfig, TrainConfig
 from models.data.datasets import build_catalog
 from models.data.interactions import Interactions
@@ -47,11 +49,18 @@ def models(n_items: int, seed: int) -> tuple[ELSA, TopKSAE]:
     return elsa.eval(), sae.eval()
 
 
+def concept_map(elsa: ELSA, sae: TopKSAE, catalog: pd.DataFrame) -> ConceptMap:
+    vocab = build_vocabulary(catalog, None, min_items=5)
+    cmap = map_concepts(item_codes(elsa, sae, elsa.n_items, torch.device("cpu")), vocab)
+    return dataclasses.replace(cmap, density=np.linspace(0, 1, sae.h))
+
+
 def save(out: Path, interactions: Interactions, catalog: pd.DataFrame,
          seed: int = 0) -> tuple[ELSA, TopKSAE]:
     elsa, sae = models(interactions.n_items, seed)
     save_bundle(out, dataset="synthetic", elsa=elsa, sae=sae, train_config=CFG,
-                data=interactions, catalog=catalog, quality={"elsa": {"ndcg@20": 0.5}})
+                data=interactions, catalog=catalog, quality={"elsa": {"ndcg@20": 0.5}},
+                concepts=concept_map(elsa, sae, catalog), concept_settings={"min_items": 5})
     return elsa, sae
 
 
@@ -99,6 +108,15 @@ def test_save_then_load_gives_identical_scores(tmp_path: Path, interactions: Int
     assert b.catalog["year"].tolist() == catalog["year"].tolist()
     assert len(b.sha256) == 64
     assert not b.elsa.training and not b.sae.training
+    want = concept_map(elsa, sae, catalog)
+    for f in dataclasses.fields(ConceptMap):
+        got, exp = getattr(b.concepts, f.name), getattr(want, f.name)
+        if isinstance(exp, list):
+            assert got == exp, f.name
+        else:
+            assert np.allclose(got, exp, equal_nan=True), f.name
+            assert got.shape == exp.shape, f.name
+    assert json.loads((out / "concepts.json").read_text())["settings"] == {"min_items": 5}
 
 
 def test_flipped_byte_in_sae_weights(bundle: Path) -> None:
@@ -196,3 +214,40 @@ def test_saving_over_a_bundle_replaces_it_atomically(tmp_path: Path,
     x = torch.from_numpy(interactions.matrix[:4].toarray().astype(np.float32))
     with torch.no_grad():
         assert torch.equal(Recommender(b.elsa, b.sae)(x), Recommender(elsa, sae)(x))
+
+
+def test_concept_index_out_of_range_with_a_matching_hash(bundle: Path) -> None:
+    f = bundle / "concepts.safetensors"
+    tensors = load_file(str(f))
+    tensors["best"][0, 0] = H
+    save_file(tensors, str(f))
+    update_manifest(bundle, "concepts.safetensors")
+    with pytest.raises(BundleError, match=r"concepts\.safetensors.*best.*outside -1\.\.23"):
+        load_bundle(bundle)
+
+
+def test_concept_names_and_arrays_must_agree(bundle: Path) -> None:
+    f = bundle / "concepts.json"
+    meta = json.loads(f.read_text())
+    meta["names"] = meta["names"][:-1]
+    meta["kinds"] = meta["kinds"][:-1]
+    f.write_text(json.dumps(meta))
+    update_manifest(bundle, "concepts.json")
+    with pytest.raises(BundleError, match=r"concepts\.safetensors.*items_per_concept"):
+        load_bundle(bundle)
+    meta["kinds"] = meta["kinds"][:-1]
+    f.write_text(json.dumps(meta))
+    update_manifest(bundle, "concepts.json")
+    with pytest.raises(BundleError, match=r"concepts\.json.*equal length"):
+        load_bundle(bundle)
+
+
+def test_concept_map_must_fit_the_sae(tmp_path: Path, interactions: Interactions,
+                                      catalog: pd.DataFrame) -> None:
+    elsa, sae = models(interactions.n_items, 0)
+    small = TopKSAE(D, H - 1, K)
+    with pytest.raises(ValueError, match="concept map has 24 neurons, the SAE 23"):
+        save_bundle(tmp_path / "b", dataset="synthetic", elsa=elsa, sae=small,
+                    train_config=CFG, data=interactions, catalog=catalog, quality={},
+                    concepts=concept_map(elsa, sae, catalog))
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,220 @@
+"""Steering a user's sparse code (method.md §6) and scoring it fast (§7). Pure functions.
+
+The paper's formula, for one concept c with neuron set N(c) and s = sum_j z_j (the L1 mass
+of the non-negative code z):
+
+    z' = (1 - alpha) z + (alpha s / |N|) sum_{n in N} e_n                       (§6)
+
+Knobs generalises it to several knobs at once and to a "less of" direction. A knob is a
+neuron set N_j with a signed strength a_j in [-1, 1]:
+
+1. "Less of" (a_j < 0, b_j = -a_j): every neuron of N_j is scaled by (1 - b_j), so
+   b_j = 1 turns it off; neurons in several less-knobs take the product. The code is then
+   rescaled to its old mass s, so turning one taste down gives the others its share
+   (as the paper's formula keeps s). If nothing is left (the user had only those
+   neurons), the code stays empty until a "more of" knob fills it.
+2. "More of" (a_j > 0): with A = sum a_j (the strengths of all more-knobs; if A > 1 they
+   are divided by A, so the code becomes all concept), z' = (1 - A) z + s sum_j
+   (a_j / |N_j|) sum_{n in N_j} e_n: a convex combination of the user's (rescaled) code
+   and the knobs' unit-mass codes, scaled by s.
+
+So z' is non-negative, its L1 mass is s (unless step 1 emptied it and no knob pushes), it
+has at most (user's active neurons + knob neurons) non-zeros, one knob with a > 0 is the
+paper's formula exactly, and all-zero strengths return z bit for bit.
+
+Scoring (§7): after the SAE encoder, ELSA's scores are affine in the code,
+    u^ A^T = mean * (1 A^T) + std * (z W_dec A^T + b_dec A^T),
+so with the user's z W_dec A^T computed once and the item-score rows R[n] = W_dec[n] A^T of
+the knob neurons cached, a knob change costs O((1 + knob neurons) x items): `steer_values`
+applies the rule to the knob neurons alone (in Python floats) and `steered_scores` adds
+the change to the user's scores. `steer` is the same rule on whole codes (batches, tests,
+showing a steered code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+from models.elsa import ELSA
+from models.sae import SparseAutoencoder
+
+
+class Knob(NamedTuple):
+    """neurons: the knob's neuron set N (one neuron, or a concept's top neurons);
+    strength: in [-1, 1], > 0 "more of", < 0 "less of", 0 leaves the code alone."""
+
+    neurons: tuple[int, ...]
+    strength: float
+
+
+class Steered(NamedTuple):
+    """code: [h] (or [batch, h]) the steered code z'; keep: the factor every neuron outside
+    the knobs' neurons was multiplied by (z' = keep * z off the knob neurons), scalar or
+    [batch, 1]."""
+
+    code: torch.Tensor
+    keep: torch.Tensor
+
+
+def _check(knobs: Sequence[Knob], h: int) -> None:
+    for j, knob in enumerate(knobs):
+        if not -1.0 <= knob.strength <= 1.0:
+            raise ValueError(f"knob {j}: strength must be in [-1, 1], got {knob.strength}")
+        if not knob.neurons:
+            raise ValueError(f"knob {j}: needs at least one neuron")
+        bad = [n for n in knob.neurons if not 0 <= n < h]
+        if bad:
+            raise ValueError(f"knob {j}: neuron(s) {bad} outside 0..{h - 1}")
+
+
+def steer(code: torch.Tensor, knobs: Sequence[Knob]) -> Steered:
+    """Apply knobs to one code [h] or a batch [batch, h] (the same knobs for every row);
+    see the module docstring for the rule. The input is not modified."""
+    h = code.shape[-1]
+    _check(knobs, h)
+    mass = code.sum(dim=-1, keepdim=True)
+    keep = torch.ones_like(mass)
+    less = [(n, 1.0 + k.strength) for k in knobs if k.strength < 0 for n in k.neurons]
+    more = [(n, k.strength / len(k.neurons)) for k in knobs if k.strength > 0
+            for n in k.neurons]
+    z = code
+    if less:
+        idx, factors = zip(*less, strict=True)
+        factor = torch.ones(h, dtype=code.dtype, device=code.device).scatter_reduce_(
+            0, torch.tensor(idx, device=code.device),
+            torch.tensor(factors, dtype=code.dtype, device=code.device), reduce="prod")
+        z = code * factor
+        left = z.sum(dim=-1, keepdim=True)
+        # back to the old mass; an emptied code stays empty (0 / 0 -> 0, not NaN)
+        keep = torch.where(left > 0, mass / left.clamp_min(torch.finfo(code.dtype).tiny), 0.0)
+        z = z * keep
+    if more:
+        total = sum(k.strength for k in knobs if k.strength > 0)
+        norm = max(total, 1.0)
+        idx, weights = zip(*more, strict=True)
+        push = torch.zeros(h, dtype=code.dtype, device=code.device).index_add_(
+            0, torch.tensor(idx, device=code.device),
+            torch.tensor(weights, dtype=code.dtype, device=code.device), alpha=1.0 / norm)
+        a = total / norm
+        z = (1.0 - a) * z + mass * push
+        keep = keep * (1.0 - a)
+    return Steered(z, keep.squeeze(-1) if code.dim() == 1 else keep)
+
+
+def steer_toward(code: torch.Tensor, neurons: torch.Tensor, alpha: float | torch.Tensor
+                 ) -> torch.Tensor:
+    """The paper's formula (§6) for a batch, each row toward its own neuron set.
+
+    code: [batch, h] >= 0; neurons: [batch, n] long, -1 pads rows with fewer neurons
+    (a row without any neuron is returned unchanged); alpha: scalar or [batch] in [0, 1].
+    -> z' = (1 - alpha) z + (alpha s / |N|) sum_{n in N} e_n: [batch, h]."""
+    alpha_t = torch.as_tensor(alpha, dtype=code.dtype, device=code.device)
+    if ((alpha_t < 0) | (alpha_t > 1)).any():
+        raise ValueError("alpha must be in [0, 1]")
+    alpha_t = alpha_t.reshape(-1, 1) if alpha_t.dim() else alpha_t.expand(code.shape[0]
+                                                                             ).reshape(-1, 1)
+    valid = neurons >= 0
+    size = valid.sum(dim=-1, keepdim=True)
+    alpha_t = torch.where(size > 0, alpha_t, torch.zeros_like(alpha_t))
+    mass = code.sum(dim=-1, keepdim=True)
+    push = torch.zeros_like(code).scatter_add_(
+        -1, neurons.clamp_min(0), valid.to(code.dtype) / size.clamp_min(1))
+    return (1.0 - alpha_t) * code + alpha_t * mass * push
+
+
+class ScoreBasis(NamedTuple):
+    """What every user's scores share (§7): ones: [items] = 1 A^T (row sums of A);
+    bias: [items] = b_dec A^T."""
+
+    ones: torch.Tensor
+    bias: torch.Tensor
+
+
+class UserScores(NamedTuple):
+    """One user's unsteered state (§7). code: [h]; active: {neuron: value} of its non-zero
+    entries; mass: sum of the code; std: the standardisation's std of the user's
+    embedding (float); offset: [items] = mean * (1 A^T) + std * (b_dec A^T);
+    latent: [items] = z W_dec A^T."""
+
+    code: torch.Tensor
+    active: dict[int, float]
+    mass: float
+    std: float
+    offset: torch.Tensor
+    latent: torch.Tensor
+
+
+@torch.no_grad()
+def score_basis(elsa: ELSA, sae: SparseAutoencoder) -> ScoreBasis:
+    return ScoreBasis(elsa.A.sum(dim=1), elsa.A @ sae.b_dec)
+
+
+@torch.no_grad()
+def latent_rows(elsa: ELSA, sae: SparseAutoencoder, neurons: torch.Tensor) -> torch.Tensor:
+    """R[n] = W_dec[n] A^T for the given neurons: [len(neurons), items]."""
+    return sae.W_dec[neurons] @ elsa.A.T
+
+
+@torch.no_grad()
+def user_scores(elsa: ELSA, sae: SparseAutoencoder, basis: ScoreBasis, code: torch.Tensor,
+                mean: torch.Tensor, std: torch.Tensor) -> UserScores:
+    """Precompute one user's scores from the SAE code (code: [h]; mean, std: one value)."""
+    m, sd = float(mean.reshape(())), float(std.reshape(()))
+    nz = torch.nonzero(code).ravel()
+    active = dict(zip(nz.tolist(), code[nz].tolist(), strict=True))
+    latent = (code @ sae.W_dec) @ elsa.A.T
+    return UserScores(code, active, float(code.sum()), sd,
+                      m * basis.ones + sd * basis.bias, latent)
+
+
+def steer_values(mass: float, knobs: Sequence[Knob], values: dict[int, float]
+                 ) -> tuple[float, dict[int, float]]:
+    """`steer`'s rule computed on the knobs' neurons only, in Python floats: O(knob
+    neurons), whatever h. mass: the code's L1 mass; values: the code's non-zero entries
+    (or at least those of the knob neurons). Returns (keep, {knob neuron: steered value});
+    every other neuron n is keep * z_n."""
+    factor: dict[int, float] = {}
+    for k in knobs:
+        if k.strength < 0:
+            for n in k.neurons:
+                factor[n] = factor.get(n, 1.0) * (1.0 + k.strength)
+    left = mass - sum((1.0 - f) * values.get(n, 0.0) for n, f in factor.items())
+    keep = mass / left if left > 0 else 0.0
+    neurons = {n for k in knobs for n in k.neurons}
+    new = {n: values.get(n, 0.0) * factor.get(n, 1.0) * keep for n in neurons}
+    total = sum(k.strength for k in knobs if k.strength > 0)
+    if total > 0:
+        norm = max(total, 1.0)
+        a = total / norm
+        for n in new:
+            new[n] *= 1.0 - a
+        for k in knobs:
+            if k.strength > 0:
+                for n in k.neurons:
+                    new[n] += mass * k.strength / norm / len(k.neurons)
+        keep *= 1.0 - a
+    return keep, new
+
+
+def steered_scores(user: UserScores, knobs: Sequence[Knob], neurons: Sequence[int],
+                   rows: torch.Tensor) -> torch.Tensor:
+    """ELSA's item scores u^ A^T of the user's code steered by `knobs`, before the input
+    is subtracted (§7), in O((1 + K) x items):
+        offset + std * keep * latent + std * (z' - keep z)[K] R[K],
+    K = `neurons`, the distinct knob neurons (`knob_neurons`), and rows = R[K]: [K, items]
+    (`latent_rows`, cached by the caller). Same result as decoding `steer`'s code."""
+    _check(knobs, user.code.shape[-1])
+    keep, new = steer_values(user.mass, knobs, user.active)
+    delta = torch.tensor([user.std * (new.get(n, keep * user.active.get(n, 0.0))
+                                      - keep * user.active.get(n, 0.0)) for n in neurons],
+                         dtype=rows.dtype, device=rows.device)
+    base = torch.add(user.offset, user.latent, alpha=user.std * keep)
+    return torch.addmv(base, rows.T, delta)
+
+
+def knob_neurons(knobs: Sequence[Knob]) -> list[int]:
+    """The distinct neurons of all knobs, sorted."""
+    return sorted({n for k in knobs for n in k.neurons})
