@@ -58,13 +58,15 @@ steering: install
 
 # Benchmarks that write reports/: training wall time, the SAE augmentation ablation, the
 # trained/untrained SAE and code-refit controls, ELSA variants against EASE, and the
-# cost of a knob change on the demo bundle (about 45 minutes in all on 2 cores).
+# cost of a knob change and the labels' sensitivity on the demo bundle (about 45 minutes
+# in all on 2 cores).
 bench: install bundle
 	$(BIN)/python benchmarks/train_time.py --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.sae_augmentation --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.sae_untrained --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.elsa_variants --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.steering_latency --bundle $(BUNDLE)
+	$(BIN)/python -m benchmarks.label_sensitivity --bundle $(BUNDLE)
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache

@@ -240,7 +240,8 @@ class ConceptMap:
     names, kinds: the concepts; items_per_concept: [concepts] items carrying each.
     live: [h] bool, neurons that some item activates (the others are dead: no label).
     label: [h] concept row of each live neuron's label (Knobs' rule, module docstring),
-      -1 if dead; paper_label: [h] the paper's label, argmax of tfidf(M^T).
+      -1 if dead or if none of its items carries a concept (then its precision is 0);
+      paper_label: [h] the paper's label, argmax of tfidf(M^T).
     top_concepts, top_scores: [h, 5] the neuron's five best concepts by tfidf(M^T) and
       their scores (-1 / 0 for dead neurons).
     precision, paper_precision: [h] share of the neuron's top-activating items (up to 20,
@@ -313,9 +314,10 @@ class ConceptMap:
 
         def quality(prec: np.ndarray, label: np.ndarray) -> dict[str, float | int]:
             p = prec[live]
+            labelled = label[live]
             return {"coverage": float((p >= 0.2).mean()) if len(p) else float("nan"),
                     "median_precision": float(np.median(p)) if len(p) else float("nan"),
-                    "distinct_labels": int(len(np.unique(label[live])))}
+                    "distinct_labels": int(len(np.unique(labelled[labelled >= 0])))}
 
         ent = self.entropy_decrease[~np.isnan(self.entropy_decrease)]
         conf = self.confidence[live]
@@ -436,12 +438,15 @@ def map_concepts(codes: sp.csr_matrix, vocab: ConceptVocabulary, n_best: int = 2
     rows = np.arange(len(live))
 
     def at(labels: np.ndarray) -> np.ndarray:
-        return np.where(labels >= 0, prec[rows, np.maximum(labels, 0)], np.nan)
+        # a live neuron none of whose items carries any concept has no label: precision 0
+        got = np.where(labels >= 0, prec[rows, np.maximum(labels, 0)], 0.0)
+        return np.where(live, got, np.nan)
 
     precision = at(label)
-    lab_base = np.where(label >= 0, base[np.maximum(label, 0)], np.nan)
+    lab_base = np.where(label >= 0, base[np.maximum(label, 0)], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.clip((precision - lab_base) / (1.0 - lab_base), 0.0, 1.0)
+        confidence = np.where(live, np.clip((precision - lab_base) / (1.0 - lab_base), 0, 1),
+                              np.nan)
     best, best_scores = _top_rows(np.ascontiguousarray(by_neuron.T), n_best)
     unique, unique_scores = _top_rows(by_concept, n_best)
     if item_rows is not None:

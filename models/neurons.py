@@ -107,7 +107,8 @@ def format_view(v: NeuronView) -> str:
     if not v.live:
         return f"neuron {v.neuron}: dead (no item activates it), active for " \
                f"{v.density:.1%} of users\n"
-    lines = [f"neuron {v.neuron}: {v.label} ({v.kind}); paper's label: {v.paper_label}",
+    name = f"{v.label} ({v.kind})" if v.label else "no label (its items carry no concept)"
+    lines = [f"neuron {v.neuron}: {name}; paper's label: {v.paper_label}",
              f"  precision {v.precision:.2f} (top items carrying the label), confidence "
              f"{v.confidence:.2f}, active for {v.density:.1%} of users",
              "  concepts (tf-idf): " + ", ".join(f"{c.name} [{c.kind}] {c.score:.4f}"

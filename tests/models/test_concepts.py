@@ -173,6 +173,22 @@ def test_knobs_label_prefers_an_enriched_precise_concept() -> None:
     assert cm.label_name(0) == "x" and cm.precision[0] == pytest.approx(1.0)
 
 
+def test_a_live_neuron_without_concepts_has_no_label_and_counts_as_imprecise() -> None:
+    codes, vocab = planted_codes()
+    dense = codes.toarray()
+    dense[:, 3] = 0.0
+    counts = vocab.counts.tolil()
+    counts[:, 11] = 0                              # item 11 carries nothing ...
+    dense[11, 3] = 1.0                             # ... and only it activates neuron 3
+    vocab = type(vocab)(vocab.names, vocab.kinds, counts.tocsr())
+    cm = map_concepts(sp.csr_matrix(dense), vocab)
+    assert cm.live[3] and cm.label[3] == -1 and cm.paper_label[3] == -1
+    assert cm.precision[3] == 0.0 and cm.confidence[3] == 0.0
+    s = cm.summary()
+    assert s["live"] == 5 and s["coverage"] == pytest.approx(0.8)
+    assert not np.isnan(s["median_precision"])
+
+
 def test_precision_matrix_and_top_items() -> None:
     codes = sp.csr_matrix(np.array([[0.5, 0], [0.9, 0], [0.1, 0]], dtype=np.float32))
     tops = top_items(codes, top=2)
