@@ -1,4 +1,4 @@
-"""The `knobs` command line: data, train, evaluate, steer-eval, inspect.
+"""The `knobs` command line: data, train, evaluate, steer-eval, inspect, serve.
 
 Heavy imports (torch, pandas) happen inside the commands so `knobs --help` is instant.
 """
@@ -42,6 +42,17 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _nan_to_none(value: Any) -> Any:
+    """JSON has no NaN: unknown numbers (a dead neuron's precision) become null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
 
 
 def _threads() -> None:
@@ -208,10 +219,40 @@ def inspect(bundle_dir: Path, neuron: int | None, top: int, as_json: bool) -> No
     except (BundleError, ValueError) as exc:
         _fail(exc)
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(v) for v in views], indent=2,
-                              ensure_ascii=False))
+        click.echo(json.dumps(_nan_to_none([dataclasses.asdict(v) for v in views]), indent=2,
+                              ensure_ascii=False, allow_nan=False))
     else:
         click.echo("\n".join(format_view(v) for v in views), nl=False)
+
+
+@main.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
+              help="Bundle folder (default: KNOBS_BUNDLE or bundles/ml-latest-small).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--device", default=None, type=DEVICE,
+              help="Default: KNOBS_DEVICE or auto (CUDA when present).")
+def serve(bundle_dir: Path | None, host: str, port: int, device: str | None) -> None:
+    """Serve the web app and the JSON API (docs at /docs)."""
+    import uvicorn
+
+    from app.main import StartupError, create_app, load_engine
+    from app.settings import Settings
+
+    _threads()
+    overrides: dict[str, Any] = {}
+    if bundle_dir is not None:
+        overrides["bundle"] = bundle_dir
+    if device is not None:
+        overrides["device"] = device
+    settings = Settings(**overrides)
+    try:
+        engine = load_engine(settings)
+    except StartupError as exc:
+        _fail(exc)
+    click.echo(f"serving {settings.bundle} on http://{host}:{port} ({engine.device})")
+    uvicorn.run(create_app(settings, engine=engine), host=host, port=port,
+                log_level="info")
 
 
 if __name__ == "__main__":  # pragma: no cover

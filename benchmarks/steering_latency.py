@@ -5,10 +5,11 @@ under a millisecond beyond the top-N itself). Writes reports/steering_latency.{j
 
 For each of --users users of the bundle, a session starts: the user's code, unsteered
 scores and the item-score rows R[n] of the knobs the page shows (the user's active neurons
-and 8 concept neurons) are computed once and timed as "session start". Then --changes
-times, ten of those knobs are set to strengths in [-1, 1] and the scores recomputed by
-  fast:  steered_scores() (the rule on the knob neurons only + the §7 update), the ten
-         rows picked from the session's row matrix;
+and ten concept knobs of 10 neurons each) are computed once and timed as "session start".
+Then --changes times each, ten neuron knobs, and the ten concept knobs, are set to
+strengths in [-1, 1] and the scores recomputed by
+  fast:  steered_scores() (the §7 update: one cached mean row per knob, plus the rows of
+         active neurons a "less of" knob turns down), the rows picked from the session's;
   full:  steer() on the whole code + the SAE decoder + ELSA's decoder,
 and the top-20 with the inputs masked is timed on its own. One thread (torch), as one
 request on a busy server gets.
@@ -31,7 +32,7 @@ from models.bundle import load_bundle
 from models.metrics import top_n
 from models.steering import (
     Knob,
-    knob_neurons,
+    knob_row,
     latent_rows,
     score_basis,
     steer,
@@ -63,7 +64,10 @@ def main() -> None:
     users = rng.choice(b.interactions.n_users, min(args.users, b.interactions.n_users),
                        replace=False)
     basis = score_basis(elsa, sae)
-    fast: list[float] = []
+    cmap = b.concepts
+    concepts = [c for c in range(len(cmap.names))
+                if len(cmap.neurons_for(c, "lifts", 10)) == 10]
+    fast: dict[str, list[float]] = {"neuron": [], "concept": []}
     full: list[float] = []
     topn: list[float] = []
     start: list[float] = []
@@ -74,27 +78,44 @@ def main() -> None:
             t0 = time.perf_counter()
             code, mean, std = sae.encode(elsa.encode(x))
             user = user_scores(elsa, sae, basis, code[0], mean, std)
-            shown = sorted(set(user.active) | {int(n) for n in rng.choice(sae.h, 8)})
-            session_rows = latent_rows(elsa, sae, torch.tensor(shown))
+            # the page shows the user's active neurons and 10 concept knobs (10 neurons
+            # each, Knobs' "lifts" map); their rows are computed when the session starts
+            chosen = rng.choice(concepts, args.knobs, replace=False)
+            concept_sets = [tuple(int(n) for n in cmap.neurons_for(c, "lifts", 10))
+                            for c in chosen]
+            active = sorted(user.active)
+            active_rows = latent_rows(elsa, sae, torch.tensor(active))
+            position = {n: i for i, n in enumerate(active)}
+            rows_of: dict[tuple[int, ...], torch.Tensor] = {
+                (n,): active_rows[i] for n, i in position.items()}
+            for ns in concept_sets:
+                rows_of[ns] = knob_row(latent_rows(elsa, sae, torch.tensor(ns)))
             start.append(time.perf_counter() - t0)
-            position = {n: i for i, n in enumerate(shown)}
-            changes = []
+
+            def neuron_rows(ns: list[int], rows: torch.Tensor = active_rows,
+                            at: dict[int, int] = position) -> torch.Tensor:
+                return rows[torch.tensor([at[n] for n in ns])]
+
+            changes: list[tuple[str, list[Knob]]] = []
             for _ in range(args.changes):
-                picked = [int(n) for n in rng.choice(shown, min(args.knobs, len(shown)),
+                picked = [int(n) for n in rng.choice(sorted(user.active),
+                                                     min(args.knobs, len(user.active)),
                                                      replace=False)]
-                changes.append([Knob((n,), float(rng.uniform(-1, 1))) for n in picked])
+                changes.append(("neuron", [Knob((n,), float(rng.uniform(-1, 1)))
+                                           for n in picked]))
+                changes.append(("concept", [Knob(ns, float(rng.uniform(-1, 1)))
+                                            for ns in concept_sets]))
             results = []
-            for knobs in changes:           # the fast path, as a session runs it
+            for kind, knobs in changes:     # the fast path, as a session runs it
                 t0 = time.perf_counter()
-                neurons = knob_neurons(knobs)
-                rows = session_rows[torch.tensor([position[n] for n in neurons])]
-                scores = steered_scores(user, knobs, neurons, rows)
-                fast.append(time.perf_counter() - t0)
+                knob_rows = torch.stack([rows_of[k.neurons] for k in knobs])
+                scores = steered_scores(user, knobs, knob_rows, neuron_rows)
+                fast[kind].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 top_n(torch.relu(scores - x[0])[None], 20, exclude=x > 0)
                 topn.append(time.perf_counter() - t0)
                 results.append(scores)
-            for knobs, scores in zip(changes, results, strict=True):   # the full decode
+            for (_, knobs), scores in zip(changes, results, strict=True):   # full decode
                 t0 = time.perf_counter()
                 st = steer(code[0], knobs)
                 ref = elsa.decode(sae.decode(st.code[None], mean, std))[0]
@@ -104,22 +125,27 @@ def main() -> None:
         "bundle": str(args.bundle), "bundle_sha256": b.sha256,
         "items": elsa.n_items, "h": sae.h, "d": elsa.d, "knobs_per_change": args.knobs,
         "users": len(users), "changes_per_user": args.changes,
-        "fast": _us(fast), "full_decode": _us(full), "top20": _us(topn),
+        "fast": _us(fast["neuron"]), "fast_concept_knobs": _us(fast["concept"]),
+        "full_decode": _us(full), "top20": _us(topn),
         "session_start": _us(start), "max_abs_difference_fast_vs_full": max_err,
         "target_us": 1000.0, "threads": 1,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "python": platform.python_version(), "torch": torch.__version__},
     }
     f, d, t = report["fast"], report["full_decode"], report["top20"]
+    fc = report["fast_concept_knobs"]
     lines = [
         f"# Steering latency ({b.config['dataset']}, {elsa.n_items} items, h = {sae.h}, "
         f"{args.knobs} knobs per change, 1 CPU thread)", "",
         "| per change | median | p95 |", "|---|---|---|",
-        f"| steered_scores, cached rows (§7) | {f['median_us']:.0f} us | {f['p95_us']:.0f} us |",
+        f"| ten neuron knobs: steered_scores, cached rows (§7) | {f['median_us']:.0f} us | "
+        f"{f['p95_us']:.0f} us |",
+        f"| ten concept knobs (10 neurons each): the same | {fc['median_us']:.0f} us | "
+        f"{fc['p95_us']:.0f} us |",
         f"| steer + full decode | {d['median_us']:.0f} us | {d['p95_us']:.0f} us |",
         f"| top-20 (not counted) | {t['median_us']:.0f} us | {t['p95_us']:.0f} us |", "",
-        f"{len(users)} users x {args.changes} changes. Session start (encode, unsteered "
-        f"scores, the rows of the ~40 knobs shown): median "
+        f"{len(users)} users x {args.changes} changes of each kind. Session start (encode, "
+        f"unsteered scores, the rows of the active neurons and of the ten concept knobs): median "
         f"{report['session_start']['median_us']:.0f} us, once per user. Largest score "
         f"difference fast vs full: {max_err:.2e}. Target: well under 1000 us beyond the "
         "top-N.",

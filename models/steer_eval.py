@@ -15,7 +15,8 @@ Methods (the neuron set N(c) of a concept, `ConceptMap`):
   rerank   no SAE steering: the unsteered ELSA+SAE scores, scaled to [0, 1] per user,
            re-ranked as (1 - alpha) score + alpha [item carries the concept] (a baseline)
 
-The concept vocabulary of each fold counts MovieLens tags of its training users only.
+The concept vocabulary of each fold never counts the MovieLens tags of its held-out
+(validation and test) users.
 Each fold also labels an untrained SAE of the same shape and steers with it (a control:
 an SAE that learned nothing still gets labels and can still be steered, so the trained
 SAE's numbers mean something only where they beat it).
@@ -187,8 +188,9 @@ def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
         generator = torch.Generator().manual_seed(cfg.seed + f)
         elsa, _ = train_elsa(split.train, split.val, cfg.elsa, device, generator, progress)
         sae, _ = train_sae(elsa, split.train, split.val, cfg.sae, device, generator, progress)
+        held_out = np.concatenate([split.val.users, split.test.users])
         vocab = build_vocabulary(catalog, tag_events,
-                                 exclude_users=data.users.ids[split.test.users])
+                                 exclude_users=data.users.ids[held_out])
         cmap = label_concepts(elsa, sae, vocab, device)
         untrained = make_sae(elsa.d, cfg.sae,
                              torch.Generator().manual_seed(cfg.seed + f + 1)).to(device)
@@ -207,6 +209,10 @@ def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
                  f, fold.users, fold.labels["coverage"], fold.untrained_labels["coverage"],
                  fold.seconds)
         results.append(fold)
+    if not any(r.users for r in results):
+        raise ValueError("no test user has a target concept (no concept is carried by more "
+                         "of a user's held-out items than of their inputs); is there item "
+                         "metadata for this dataset?")
     return summarize(results, data, cfg, folds, dataset, alphas, device,
                      time.perf_counter() - started)
 

@@ -24,16 +24,17 @@ paper's formula exactly, and all-zero strengths return z bit for bit.
 
 Scoring (§7): after the SAE encoder, ELSA's scores are affine in the code,
     u^ A^T = mean * (1 A^T) + std * (z W_dec A^T + b_dec A^T),
-so with the user's z W_dec A^T computed once and the item-score rows R[n] = W_dec[n] A^T of
-the knob neurons cached, a knob change costs O((1 + knob neurons) x items): `steer_values`
-applies the rule to the knob neurons alone (in Python floats) and `steered_scores` adds
-the change to the user's scores. `steer` is the same rule on whole codes (batches, tests,
-showing a steered code).
+so with the user's z W_dec A^T computed once, each knob's mean row (`knob_row`) and the
+rows R[n] = W_dec[n] A^T of the user's active neurons cached, a knob change costs
+O((1 + knobs + turned-down active neurons) x items) however many neurons a concept knob
+moves (`steered_scores`). `steer_values` applies the rule to the knob neurons alone, in
+Python floats; `steer` is the same rule on whole codes (batches, tests, showing a steered
+code).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -68,6 +69,8 @@ def _check(knobs: Sequence[Knob], h: int) -> None:
         bad = [n for n in knob.neurons if not 0 <= n < h]
         if bad:
             raise ValueError(f"knob {j}: neuron(s) {bad} outside 0..{h - 1}")
+        if len(set(knob.neurons)) != len(knob.neurons):
+            raise ValueError(f"knob {j}: neurons {list(knob.neurons)} repeat a neuron")
 
 
 def steer(code: torch.Tensor, knobs: Sequence[Knob]) -> Steered:
@@ -166,23 +169,27 @@ def user_scores(elsa: ELSA, sae: SparseAutoencoder, basis: ScoreBasis, code: tor
     nz = torch.nonzero(code).ravel()
     active = dict(zip(nz.tolist(), code[nz].tolist(), strict=True))
     latent = (code @ sae.W_dec) @ elsa.A.T
-    return UserScores(code, active, float(code.sum()), sd,
+    return UserScores(code, active, sum(active.values()), sd,
                       m * basis.ones + sd * basis.bias, latent)
 
 
 def steer_values(mass: float, knobs: Sequence[Knob], values: dict[int, float]
                  ) -> tuple[float, dict[int, float]]:
-    """`steer`'s rule computed on the knobs' neurons only, in Python floats: O(knob
-    neurons), whatever h. mass: the code's L1 mass; values: the code's non-zero entries
-    (or at least those of the knob neurons). Returns (keep, {knob neuron: steered value});
-    every other neuron n is keep * z_n."""
+    """`steer`'s rule computed on the knobs' neurons only, in Python floats: O(active +
+    knob neurons), whatever h. mass: the code's L1 mass (sum of `values`); values: the
+    code's non-zero entries. Returns (keep, {knob neuron: steered value}); every other
+    neuron n is keep * z_n."""
     factor: dict[int, float] = {}
     for k in knobs:
         if k.strength < 0:
             for n in k.neurons:
                 factor[n] = factor.get(n, 1.0) * (1.0 + k.strength)
-    left = mass - sum((1.0 - f) * values.get(n, 0.0) for n, f in factor.items())
-    keep = mass / left if left > 0 else 0.0
+    keep = 1.0
+    if factor:
+        # what is left, summed from the kept values (exactly 0 when all are turned off;
+        # mass minus the removed part would leave rounding noise there)
+        left = sum(v * factor.get(n, 1.0) for n, v in values.items())
+        keep = mass / left if left > 0 else 0.0
     neurons = {n for k in knobs for n in k.neurons}
     new = {n: values.get(n, 0.0) * factor.get(n, 1.0) * keep for n in neurons}
     total = sum(k.strength for k in knobs if k.strength > 0)
@@ -199,20 +206,51 @@ def steer_values(mass: float, knobs: Sequence[Knob], values: dict[int, float]
     return keep, new
 
 
-def steered_scores(user: UserScores, knobs: Sequence[Knob], neurons: Sequence[int],
-                   rows: torch.Tensor) -> torch.Tensor:
+def knob_row(rows: torch.Tensor) -> torch.Tensor:
+    """A knob's direction in item-score space: the mean of its neurons' rows R[N]
+    ([|N|, items] -> [items]); a "more of" knob adds mass * strength of it (§6-§7)."""
+    return rows.mean(dim=0)
+
+
+def steered_scores(user: UserScores, knobs: Sequence[Knob], knob_rows: torch.Tensor,
+                   neuron_rows: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
     """ELSA's item scores u^ A^T of the user's code steered by `knobs`, before the input
-    is subtracted (§7), in O((1 + K) x items):
-        offset + std * keep * latent + std * (z' - keep z)[K] R[K],
-    K = `neurons`, the distinct knob neurons (`knob_neurons`), and rows = R[K]: [K, items]
-    (`latent_rows`, cached by the caller). Same result as decoding `steer`'s code."""
+    is subtracted (§7), in O((1 + knobs + turned-down active neurons) x items):
+
+        offset + std * keep * latent
+               + std * mass * sum_{j more} (a_j / norm) knob_rows[j]
+               + std * (1 - A) * keep_less * sum_{n active, turned down} (f_n - 1) z_n R[n]
+
+    (the terms of `steer`'s rule: keep_less rescales after "less of", f_n the factor of a
+    turned-down neuron, A the total "more" strength, norm = max(A, 1)). knob_rows:
+    [len(knobs), items], `knob_row` of each knob's neuron rows (cache them per knob);
+    neuron_rows(ns) -> R[ns], asked only for the user's active neurons that a "less of"
+    knob turns down (cache them per neuron). Same result as decoding `steer`'s code."""
     _check(knobs, user.code.shape[-1])
-    keep, new = steer_values(user.mass, knobs, user.active)
-    delta = torch.tensor([user.std * (new.get(n, keep * user.active.get(n, 0.0))
-                                      - keep * user.active.get(n, 0.0)) for n in neurons],
-                         dtype=rows.dtype, device=rows.device)
-    base = torch.add(user.offset, user.latent, alpha=user.std * keep)
-    return torch.addmv(base, rows.T, delta)
+    factor: dict[int, float] = {}
+    for k in knobs:
+        if k.strength < 0:
+            for n in k.neurons:
+                factor[n] = factor.get(n, 1.0) * (1.0 + k.strength)
+    keep_less = 1.0
+    if factor:
+        left = sum(v * factor.get(n, 1.0) for n, v in user.active.items())
+        keep_less = user.mass / left if left > 0 else 0.0
+    total = sum(k.strength for k in knobs if k.strength > 0)
+    norm = max(total, 1.0)
+    a = total / norm
+    scores = torch.add(user.offset, user.latent, alpha=user.std * keep_less * (1.0 - a))
+    if total > 0:
+        coef = torch.tensor([user.std * user.mass * max(k.strength, 0.0) / norm
+                             for k in knobs], dtype=knob_rows.dtype, device=knob_rows.device)
+        scores = torch.addmv(scores, knob_rows.T, coef)
+    down = [n for n in factor if n in user.active]
+    if down and keep_less > 0:
+        c = user.std * (1.0 - a) * keep_less
+        coef = torch.tensor([c * (factor[n] - 1.0) * user.active[n] for n in down],
+                            dtype=scores.dtype, device=scores.device)
+        scores = torch.addmv(scores, neuron_rows(down).T, coef)
+    return scores
 
 
 def knob_neurons(knobs: Sequence[Knob]) -> list[int]:

@@ -115,6 +115,15 @@ def test_inspect_shows_knobs_of_a_trained_bundle(tmp_path: Path,
     assert result.exit_code == 2 and "no bundle folder there" in result.stderr
 
 
+def test_serve_refuses_a_missing_bundle_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--bundle", str(tmp_path / "none"),
+                                       "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"knobs: error: cannot serve {tmp_path / 'none'}: "
+                                     f"{tmp_path / 'none'}: no bundle folder there (train "
+                                     "one with `knobs train`)")
+
+
 def test_data_prints_the_dataset_size() -> None:
     result = CliRunner().invoke(main, ["data", "--dataset", "synthetic"])
     assert result.exit_code == 0, result.output
@@ -146,7 +155,7 @@ def test_train_on_cuda_without_a_gpu_fails_in_one_line(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("data", "train", "evaluate", "steer-eval", "inspect"):
+    for command in ("data", "train", "evaluate", "steer-eval", "inspect", "serve"):
         assert command in result.stdout
 
 

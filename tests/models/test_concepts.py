@@ -235,3 +235,44 @@ def test_lifts_rank_neurons_by_how_much_they_raise_the_concepts_items() -> None:
     # the score is the mean standardised row over the concept's items
     z = (rows[2] - rows[2].mean()) / rows[2].std()
     assert cm.lift_scores[c, 0] == pytest.approx(z[6:8].mean(), rel=1e-5)
+
+
+def test_maps_match_a_loop_by_loop_reading_of_method_md() -> None:
+    """Random codes and counts; labels and both maps recomputed here from §5's words with
+    plain loops (no shared helper), so swapped directions or a lost idf show."""
+    rng = np.random.default_rng(4)
+    n_items, h, n_concepts = 30, 7, 5
+    s = rng.random((n_items, h)) * (rng.random((n_items, h)) < 0.4)
+    s[:, 6] = 0.0                                                  # a dead neuron
+    genres = [[f"g{c}" for c in range(n_concepts) if rng.random() < 0.35] or ["g0"]
+              for _ in range(n_items)]
+    cat = pd.DataFrame({"item": np.arange(n_items), "title": [""] * n_items,
+                        "year": pd.array([None] * n_items, dtype="Int64"), "genres": genres})
+    vocab = build_vocabulary(cat, None, min_items=1)
+    cm = map_concepts(sp.csr_matrix(s.astype(np.float32)), vocab, n_best=3)
+    c = vocab.counts.toarray().astype(np.float64)
+    p = c / c.sum(axis=1, keepdims=True)
+    m = p @ s                                                     # [concepts, h]
+    live = [n for n in range(h) if s[:, n].any()]
+
+    def tfidf_loops(x: np.ndarray) -> np.ndarray:  # rows terms, columns documents
+        terms, docs = x.shape
+        out = np.zeros_like(x)
+        for t in range(terms):
+            df = sum(1 for d in range(docs) if x[t, d] > 0)
+            idf = math.log((docs + 1) / (df + 1)) + 1
+            for d in range(docs):
+                col = sum(x[u, d] for u in range(terms))
+                out[t, d] = (x[t, d] / col if col > 0 else 0.0) * idf
+        return out
+
+    m_live = m[:, live]
+    by_neuron = tfidf_loops(m_live.T)          # neurons are terms, concepts documents
+    by_concept = tfidf_loops(m_live)           # concepts are terms, neurons documents
+    for j, n in enumerate(live):
+        assert cm.paper_label[n] == int(np.argmax(by_neuron[j]))
+    for t in range(len(vocab)):
+        best = [live[j] for j in np.argsort(-by_neuron[:, t], kind="stable")[:3]]
+        assert cm.best[t].tolist() == best
+        assert cm.unique[t, 0] == live[int(np.argmax(by_concept[t]))]
+    assert cm.paper_label[6] == -1 and 6 not in cm.best and 6 not in cm.unique

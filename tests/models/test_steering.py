@@ -17,7 +17,8 @@ from models.metrics import top_n
 from models.sae import SparseAutoencoder, TopKSAE
 from models.steering import (
     Knob,
-    knob_neurons,
+    UserScores,
+    knob_row,
     latent_rows,
     score_basis,
     steer,
@@ -105,6 +106,8 @@ def test_steer_batches_and_rejects_bad_knobs() -> None:
         steer(z, [Knob((8,), 0.5)])
     with pytest.raises(ValueError, match="at least one neuron"):
         steer(z, [Knob((), 0.5)])
+    with pytest.raises(ValueError, match="repeat a neuron"):
+        steer(z, [Knob((3, 3), 0.5)])
 
 
 def test_steer_toward_pads_and_validates() -> None:
@@ -116,6 +119,44 @@ def test_steer_toward_pads_and_validates() -> None:
     assert torch.equal(per_row[0], z[0]) and torch.allclose(per_row[1], code({4: 2.0}))
     with pytest.raises(ValueError, match="alpha"):
         steer_toward(z, torch.tensor([[3], [4]]), 1.2)
+
+
+def fast_scores(elsa: ELSA, sae: SparseAutoencoder, user: UserScores,
+                knobs: list[Knob]) -> torch.Tensor:
+    """steered_scores with the rows computed here, recording which neuron rows it asks."""
+    asked: list[int] = []
+
+    def rows(ns: list[int]) -> torch.Tensor:
+        asked.extend(ns)
+        return latent_rows(elsa, sae, torch.tensor(ns))
+
+    knob_rows = (torch.stack([knob_row(latent_rows(elsa, sae, torch.tensor(k.neurons)))
+                              for k in knobs]) if knobs else torch.zeros(0, elsa.n_items))
+    out = steered_scores(user, knobs, knob_rows, rows)
+    assert set(asked) <= set(user.active)       # only turned-down active neurons
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fast_path_when_less_of_empties_the_code(seed: int) -> None:
+    """Turning off every active neuron, then pushing a concept: the fast path must see
+    the empty code exactly (no rounding noise blown up by mass / left)."""
+    g = torch.Generator().manual_seed(seed)
+    elsa, sae = ELSA(40, 6, g), TopKSAE(6, 24, 5, g).eval()
+    x = (torch.rand(1, 40, generator=g) > 0.6).float()
+    with torch.no_grad():
+        c, mean, std = sae.encode(elsa.encode(x))
+    user = user_scores(elsa, sae, score_basis(elsa, sae), c[0], mean, std)
+    off = [Knob((n,), -1.0) for n in user.active]
+    free = next(n for n in range(24) if n not in user.active)
+    for knobs in (off, [*off, Knob((free,), 0.5)]):
+        keep, new = steer_values(user.mass, knobs, user.active)
+        st = steer(c[0], knobs)
+        assert keep == 0.0 and float(st.keep) == 0.0
+        fast = fast_scores(elsa, sae, user, knobs)
+        with torch.no_grad():
+            full = elsa.decode(sae.decode(st.code[None], mean, std))[0]
+        assert torch.allclose(fast, full, atol=1e-4)
 
 
 def test_fast_scores_equal_the_full_decode(generator: torch.Generator) -> None:
@@ -135,17 +176,15 @@ def test_fast_scores_equal_the_full_decode(generator: torch.Generator) -> None:
              [Knob((int(n),), -1.0) for n in torch.nonzero(c[0]).ravel()])
     for knobs in cases:
         st = steer(c[0], knobs)
-        neurons = knob_neurons(knobs)
         keep, new = steer_values(user.mass, knobs, user.active)
         assert keep == pytest.approx(float(st.keep), rel=1e-5, abs=1e-7)
         assert all(v == pytest.approx(float(st.code[n]), rel=1e-5, abs=1e-6)
                    for n, v in new.items())
-        fast = steered_scores(user, knobs, neurons,
-                              latent_rows(elsa, sae, torch.tensor(neurons, dtype=torch.long)))
+        fast = fast_scores(elsa, sae, user, knobs)
         full = elsa.decode(sae.decode(st.code[None], mean, std))[0]
         assert torch.allclose(fast, full, atol=1e-4)
     with pytest.raises(ValueError, match="strength"):
-        steered_scores(user, [Knob((1,), -2.0)], [1], latent_rows(elsa, sae, torch.tensor([1])))
+        fast_scores(elsa, sae, user, [Knob((1,), -2.0)])
 
 
 # --- property tests on planted synthetic data -------------------------------------------

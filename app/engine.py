@@ -1,0 +1,301 @@
+"""The serving engine: one bundle on one device, per-user state and per-neuron item rows
+cached, knob changes applied through the affine form of method.md §7.
+
+- A user's state (their SAE code, the standardisation's mean and std, the unsteered
+  scores and their inputs) is computed once and kept in an LRU cache. Cold users that
+  arrive together are encoded in one batch by a worker thread (`_Batcher`).
+- The item-score row R[n] = W_dec[n] A^T of a neuron is computed the first time it is
+  needed and kept in an LRU cache bounded in bytes; a concept knob's mean row likewise.
+- A knob change is `models.steering.steered_scores`: O((1 + knobs) x items), plus a row
+  per active neuron that a "less of" knob turns down.
+
+Every method is safe to call from many threads: caches are guarded by a lock, torch
+inference on separate tensors needs none.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
+
+import numpy as np
+import torch
+
+from models.bundle import Bundle
+from models.metrics import top_n
+from models.steering import (
+    Knob,
+    UserScores,
+    knob_row,
+    latent_rows,
+    score_basis,
+    steer_values,
+    steered_scores,
+    user_scores,
+)
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    """A thread-safe least-recently-used map bounded by total `size` of its values."""
+
+    def __init__(self, capacity: float, size: Callable[[V], float] = lambda _: 1.0) -> None:
+        self.capacity, self.size = capacity, size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._used = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            if key in self._items:
+                self._used -= self.size(self._items.pop(key))
+            self._items[key] = value
+            self._used += self.size(value)
+            while self._used > self.capacity and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._used -= self.size(old)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class UserState:
+    """scores: the §7 state (code, active neurons, mass, std, offset, latent); inputs:
+    [m] item indices the user has (masked from recommendations); mask: [items] bool on
+    the device; unsteered: [items] the unsteered scores."""
+
+    scores: UserScores
+    inputs: np.ndarray
+    mask: torch.Tensor
+    unsteered: torch.Tensor
+
+
+class Reason(NamedTuple):
+    """Part of an item's steered score: kind "neuron" (ref: a neuron of the user's own
+    code) or "knob" (ref: the index of a "more of" knob in the request); contribution:
+    its share of the score."""
+
+    kind: str
+    ref: int
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """items: [n] item indices best first; scores: [n]; rank_before: [n] each item's rank
+    (0-based) in the unsteered list, -1 if it was not in its top n; unsteered: [n] the
+    unsteered top n; why: per item, up to 3 Reasons, the parts that lift it most."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    rank_before: np.ndarray
+    unsteered: np.ndarray
+    why: list[list[Reason]]
+
+
+class _Batcher:
+    """Encodes cold users in batches: callers submit an input row and wait on a Future; a
+    worker thread takes whatever is queued (up to `max_batch`, waiting `window_s` after
+    the first for more) and encodes it in one pass."""
+
+    def __init__(self, encode: Callable[[torch.Tensor], list[UserState]],
+                 n_items: int, max_batch: int = 64, window_s: float = 0.002) -> None:
+        self._encode, self._n_items = encode, n_items
+        self._max, self._window = max_batch, window_s
+        self._queue: queue.Queue[tuple[np.ndarray, Future[UserState]]] = queue.Queue()
+        self.batches: list[int] = []          # sizes of the batches run (for tests, stats)
+        self._thread = threading.Thread(target=self._run, name="knobs-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, items: np.ndarray) -> UserState:
+        fut: Future[UserState] = Future()
+        self._queue.put((items, fut))
+        return fut.result()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            jobs = [job]
+            deadline = time.perf_counter() + self._window
+            while len(jobs) < self._max:
+                left = deadline - time.perf_counter()
+                try:
+                    jobs.append(self._queue.get(timeout=max(left, 0.0)) if left > 0
+                                else self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self.batches.append(len(jobs))
+            try:
+                x = torch.zeros(len(jobs), self._n_items)
+                for r, (items, _) in enumerate(jobs):
+                    x[r, torch.from_numpy(items)] = 1.0
+                states = self._encode(x)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                for _, fut in jobs:
+                    fut.set_exception(exc)
+                continue
+            for (_, fut), state in zip(jobs, states, strict=True):
+                fut.set_result(state)
+
+
+class Engine:
+    """Serves one bundle. `row_cache_bytes` bounds the per-neuron item rows kept;
+    `user_cache` the number of user states kept."""
+
+    def __init__(self, bundle: Bundle, device: torch.device, row_cache_bytes: int = 256 << 20,
+                 user_cache: int = 4096) -> None:
+        self.bundle, self.device = bundle, device
+        self.elsa, self.sae = bundle.elsa.to(device).eval(), bundle.sae.to(device).eval()
+        self.n_items = self.elsa.n_items
+        self.basis = score_basis(self.elsa, self.sae)
+        row_bytes = 4 * self.n_items
+        self._rows: LRU[int, torch.Tensor] = LRU(row_cache_bytes / row_bytes)
+        self._knob_rows: LRU[tuple[int, ...], torch.Tensor] = LRU(4096)
+        self._users: LRU[Hashable, UserState] = LRU(user_cache)
+        self._batcher = _Batcher(self._encode_batch, self.n_items)
+        self.cold_encodes = 0
+
+    # -- users -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _encode_batch(self, x: torch.Tensor) -> list[UserState]:
+        x = x.to(self.device)
+        code, mean, std = self.sae.encode(self.elsa.encode(x))
+        out = []
+        for r in range(x.shape[0]):
+            s = user_scores(self.elsa, self.sae, self.basis, code[r], mean[r], std[r])
+            mask = x[r] > 0
+            out.append(UserState(s, torch.nonzero(mask).ravel().cpu().numpy(), mask,
+                                 s.offset + s.std * s.latent))
+        self.cold_encodes += x.shape[0]
+        return out
+
+    def user(self, index: int) -> UserState:
+        """State of the bundle's user at row `index` (IndexError if there is none)."""
+        if not 0 <= index < self.bundle.interactions.n_users:
+            raise IndexError(f"no user at row {index}")
+        return self._state(("user", index),
+                           self.bundle.interactions.matrix[index].indices.astype(np.int64))
+
+    def profile(self, items: Sequence[int]) -> UserState:
+        """State of an ad-hoc history (item indices; fold-in, no retraining)."""
+        key = ("profile", tuple(sorted({int(i) for i in items})))
+        return self._state(key, np.asarray(key[1], dtype=np.int64))
+
+    def _state(self, key: Hashable, items: np.ndarray) -> UserState:
+        state = self._users.get(key)
+        if state is None:
+            state = self._batcher.submit(items)
+            self._users.put(key, state)
+        return state
+
+    # -- knobs -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def rows(self, neurons: Sequence[int]) -> torch.Tensor:
+        """R[n] for the given neurons: [len(neurons), items], computed once per neuron."""
+        found: dict[int, torch.Tensor] = {}
+        for n in neurons:
+            row = self._rows.get(n)
+            if row is not None:
+                found[n] = row
+        missing = sorted(set(neurons) - set(found))
+        if missing:
+            fresh = latent_rows(self.elsa, self.sae,
+                                torch.tensor(missing, device=self.device))
+            for n, r in zip(missing, fresh, strict=True):
+                self._rows.put(n, r)
+                found[n] = r
+        return torch.stack([found[n] for n in neurons]) if neurons else torch.zeros(
+            0, self.n_items, device=self.device)
+
+    @torch.no_grad()
+    def knob_row(self, neurons: tuple[int, ...]) -> torch.Tensor:
+        """The mean item-score row of a knob's neurons: [items], cached per neuron set."""
+        if len(neurons) == 1:
+            return self.rows([neurons[0]])[0]
+        row = self._knob_rows.get(neurons)
+        if row is None:
+            row = knob_row(self.rows(list(neurons)))
+            self._knob_rows.put(neurons, row)
+        return row
+
+    @torch.no_grad()
+    def recommend(self, state: UserState, knobs: Sequence[Knob], n: int = 20) -> Ranked:
+        """Top n steered by `knobs`, beside the unsteered top n, with each item's why."""
+        if knobs:
+            knob_rows = torch.stack([self.knob_row(k.neurons) for k in knobs])
+            scores = steered_scores(state.scores, knobs, knob_rows, self.rows)
+        else:
+            scores = state.unsteered
+        top = top_n(scores[None], n, exclude=state.mask[None])[0]
+        before = top_n(state.unsteered[None], n, exclude=state.mask[None])[0]
+        items = top.cpu().numpy()
+        unsteered = before.cpu().numpy()
+        pos = {int(i): r for r, i in enumerate(unsteered)}
+        rank_before = np.array([pos.get(int(i), -1) for i in items], dtype=np.int64)
+        return Ranked(items, scores[top].cpu().numpy(), rank_before, unsteered,
+                      self._why(state, knobs, items))
+
+    def _why(self, state: UserState, knobs: Sequence[Knob], items: np.ndarray
+             ) -> list[list[Reason]]:
+        """Per item, the 3 largest parts of its steered score: each "more of" knob as one
+        part (std * mass * a_j / norm * knob_row_j[i], what the knob pushed) and each of
+        the user's own neurons that a knob leaves in the code (std * z'_n * R[n, i])."""
+        if len(items) == 0:
+            return []
+        s = state.scores
+        keep, new = steer_values(s.mass, knobs, s.active) if knobs else (1.0, {})
+        own = {n: keep * v for n, v in s.active.items()}
+        total = sum(k.strength for k in knobs if k.strength > 0)
+        norm = max(total, 1.0)
+        for n in new:                  # a knob neuron's value without the knobs' push
+            push = sum(s.mass * k.strength / norm / len(k.neurons)
+                       for k in knobs if k.strength > 0 and n in k.neurons)
+            own[n] = new[n] - push
+        parts: list[tuple[Reason, torch.Tensor]] = []
+        cols = torch.from_numpy(items).to(self.device)
+        neurons = [n for n, v in own.items() if v > 1e-12]
+        if neurons:
+            rows = self.rows(neurons)[:, cols]
+            for n, row in zip(neurons, rows, strict=True):
+                parts.append((Reason("neuron", n, 0.0), s.std * own[n] * row))
+        for j, k in enumerate(knobs):
+            if k.strength > 0:
+                row = self.knob_row(k.neurons)[cols]
+                parts.append((Reason("knob", j, 0.0), s.std * s.mass * k.strength / norm * row))
+        if not parts:
+            return [[] for _ in items]
+        contrib = torch.stack([p for _, p in parts]).cpu().numpy()    # [parts, n]
+        out = []
+        for col in contrib.T:
+            order = np.argsort(-col)[:3]
+            out.append([Reason(parts[j][0].kind, parts[j][0].ref, float(col[j]))
+                        for j in order if col[j] > 0])
+        return out
+
+    def warm_up(self) -> None:
+        """Run one user through every path once (first-call costs paid at start-up)."""
+        if self.bundle.interactions.n_users:
+            state = self.user(0)
+            first = next(iter(state.scores.active), 0)
+            self.recommend(state, [Knob((first,), 0.2)])

@@ -1,0 +1,66 @@
+"""JSON API v1: user codes, recommendations with knobs, concept, knob, item and user
+search. Documented at /docs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from app import service
+from app.deps import EngineDep
+from app.schemas import CodeOut, ConceptOut, ItemOut, RecommendIn, RecommendOut, UserOut
+from models.neurons import describe_neuron
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+
+@router.get("/users", response_model=list[UserOut])
+def users(engine: EngineDep, q: str = Query("", max_length=20),
+          limit: int = Query(50, ge=1, le=500)) -> list[UserOut]:
+    """Dataset users whose id starts with `q`, with their history sizes."""
+    return service.search_users(engine, q, limit)
+
+
+@router.get("/users/{user_id}/code", response_model=CodeOut)
+def user_code(user_id: int, engine: EngineDep) -> CodeOut:
+    """The user's sparse code: active neurons, strongest first, with their labels."""
+    return service.user_code(engine, user_id)
+
+
+@router.post("/recommendations", response_model=RecommendOut)
+def recommendations(req: RecommendIn, engine: EngineDep) -> RecommendOut:
+    """Top n for a user or a list of liked items, steered by knobs, beside the
+    unsteered list; each item says which neurons lift it most."""
+    return service.recommend(engine, req)
+
+
+@router.get("/concepts", response_model=list[ConceptOut])
+def concepts(engine: EngineDep, q: str = Query(..., min_length=1, max_length=200),
+             limit: int = Query(20, ge=1, le=100)) -> list[ConceptOut]:
+    """Concepts whose name starts with (then contains) `q`, and the neurons a concept
+    knob moves."""
+    return service.search_concepts(engine, q, limit)
+
+
+@router.get("/knobs/{neuron}")
+def knob(neuron: int, engine: EngineDep) -> dict[str, Any]:
+    """A neuron: labels, concepts, items it lifts and that activate it, density,
+    neighbours."""
+    h = engine.bundle.concepts.h
+    if not 0 <= neuron < h:
+        raise service.NotFound(f"unknown knob {neuron} (this bundle has neurons 0..{h - 1})")
+    return dataclasses.asdict(describe_neuron(engine.bundle, neuron))
+
+
+@router.get("/items", response_model=list[ItemOut])
+def items(engine: EngineDep, q: str = Query(..., min_length=1, max_length=200),
+          limit: int = Query(20, ge=1, le=100)) -> list[ItemOut]:
+    """Items whose title starts with (then contains) `q`."""
+    return service.search_items(engine, q, limit)
+
+
+@router.get("/items/{item_id}", response_model=ItemOut)
+def item(item_id: int, engine: EngineDep) -> ItemOut:
+    return service.item_out(engine, service.item_indices(engine, [item_id])[0])

@@ -1,0 +1,173 @@
+"""What the API and the pages share: external ids to model indices and back, knobs from
+requests, search. Unknown ids raise NotFound naming them (the routes answer 404)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from app.engine import Engine, Ranked, Reason
+from app.schemas import (
+    ActiveKnob,
+    CodeOut,
+    ConceptOut,
+    ItemOut,
+    KnobIn,
+    KnobOut,
+    RankedItem,
+    RecommendIn,
+    RecommendOut,
+    UserOut,
+    Why,
+)
+from models.concepts import normalize
+from models.steering import Knob
+
+CONCEPT_NEURONS = 10
+"""A concept knob moves its top-10 neurons by lift (reports/steering.md)."""
+
+
+class NotFound(LookupError):
+    """An id that names nothing in this bundle; the message says which."""
+
+
+def item_out(engine: Engine, index: int) -> ItemOut:
+    row = engine.bundle.catalog.iloc[int(index)]
+    year = row["year"]
+    return ItemOut(id=int(row["item"]), title=str(row["title"]),
+                   year=None if year is None or year != year else int(year),
+                   genres=[str(g) for g in row["genres"]])
+
+
+def user_index(engine: Engine, user_id: int) -> int:
+    users = engine.bundle.interactions.users
+    if user_id not in users:
+        raise NotFound(f"unknown user {user_id}")
+    return int(users.index([user_id])[0])
+
+
+def item_indices(engine: Engine, ids: Sequence[int]) -> list[int]:
+    items = engine.bundle.interactions.items
+    unknown = [i for i in ids if i not in items]
+    if unknown:
+        raise NotFound(f"unknown item{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(str(i) for i in unknown[:10])}")
+    return [int(i) for i in items.index(list(ids))]
+
+
+def neuron_label(engine: Engine, neuron: int) -> str | None:
+    return engine.bundle.concepts.label_name(neuron)
+
+
+def concept_neurons(engine: Engine, name: str) -> tuple[int, list[int]]:
+    cmap = engine.bundle.concepts
+    try:
+        c = cmap.concept(name)
+    except KeyError:
+        raise NotFound(f"unknown concept {normalize(name)!r}") from None
+    neurons = cmap.neurons_for(c, "lifts", CONCEPT_NEURONS)
+    if len(neurons) == 0:
+        neurons = cmap.neurons_for(c, "best", 5)
+    if len(neurons) == 0:
+        raise NotFound(f"concept {cmap.names[c]!r} maps to no live neuron")
+    return c, [int(n) for n in neurons]
+
+
+def knobs_from(engine: Engine, knobs: Sequence[KnobIn]) -> tuple[list[Knob], list[KnobOut]]:
+    h = engine.bundle.concepts.h
+    out, shown = [], []
+    for k in knobs:
+        if k.neuron is not None:
+            if k.neuron >= h:
+                raise NotFound(f"unknown knob {k.neuron} (this bundle has neurons 0..{h - 1})")
+            neurons, label = [k.neuron], neuron_label(engine, k.neuron)
+        else:
+            c, neurons = concept_neurons(engine, k.concept or "")
+            label = engine.bundle.concepts.names[c]
+        strength = k.alpha if k.direction == "more" else -k.alpha
+        out.append(Knob(tuple(neurons), strength))
+        shown.append(KnobOut(neurons=neurons, strength=strength, label=label))
+    return out, shown
+
+
+def recommend(engine: Engine, req: RecommendIn) -> RecommendOut:
+    if req.user is not None:
+        state = engine.user(user_index(engine, req.user))
+    else:
+        state = engine.profile(item_indices(engine, req.items or []))
+    knobs, shown = knobs_from(engine, req.knobs)
+    ranked = engine.recommend(state, knobs, req.n)
+    return RecommendOut(steered=ranked_items(engine, ranked, shown),
+                        unsteered=[item_out(engine, i) for i in ranked.unsteered],
+                        knobs=shown)
+
+
+def ranked_items(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]
+                 ) -> list[RankedItem]:
+    out = []
+    for r, (i, score, before, why) in enumerate(zip(ranked.items, ranked.scores,
+                                                    ranked.rank_before, ranked.why,
+                                                    strict=True)):
+        out.append(RankedItem(**item_out(engine, i).model_dump(), score=float(score),
+                              rank=r, rank_before=None if before < 0 else int(before),
+                              why=[why_out(engine, reason, knobs) for reason in why]))
+    return out
+
+
+def why_out(engine: Engine, reason: Reason, knobs: Sequence[KnobOut]) -> Why:
+    if reason.kind == "knob":
+        return Why(knob=reason.ref, label=knobs[reason.ref].label,
+                   contribution=reason.contribution)
+    return Why(neuron=reason.ref, label=neuron_label(engine, reason.ref),
+               contribution=reason.contribution)
+
+
+def user_code(engine: Engine, user_id: int) -> CodeOut:
+    index = user_index(engine, user_id)
+    state = engine.user(index)
+    cmap = engine.bundle.concepts
+    knobs = [ActiveKnob(neuron=n, value=v, label=cmap.label_name(n),
+                        kind=cmap.kinds[cmap.label[n]] if cmap.label[n] >= 0 else None,
+                        confidence=None if np.isnan(cmap.confidence[n])
+                        else float(cmap.confidence[n]))
+             for n, v in sorted(state.scores.active.items(), key=lambda kv: -kv[1])]
+    return CodeOut(user=user_id, history=len(state.inputs), mass=state.scores.mass,
+                   knobs=knobs)
+
+
+def search_users(engine: Engine, query: str, limit: int) -> list[UserOut]:
+    inter = engine.bundle.interactions
+    sizes = np.diff(inter.matrix.indptr)
+    ids = inter.users.ids
+    q = query.strip()
+    picked = [r for r in range(len(ids)) if str(ids[r]).startswith(q)] if q else \
+        list(range(len(ids)))
+    return [UserOut(id=int(ids[r]), history=int(sizes[r])) for r in picked[:limit]]
+
+
+def search_items(engine: Engine, query: str, limit: int) -> list[ItemOut]:
+    q = query.strip().lower()
+    if not q:
+        return []
+    titles = engine.bundle.catalog["title"].str.lower()
+    starts = np.flatnonzero(titles.str.startswith(q).to_numpy())
+    contains = np.flatnonzero(titles.str.contains(q, regex=False).to_numpy())
+    order = list(dict.fromkeys([*starts.tolist(), *contains.tolist()]))[:limit]
+    return [item_out(engine, i) for i in order]
+
+
+def search_concepts(engine: Engine, query: str, limit: int) -> list[ConceptOut]:
+    cmap = engine.bundle.concepts
+    q = normalize(query)
+    names = cmap.names
+    hits = [c for c in range(len(names)) if names[c].startswith(q)] + \
+        [c for c in range(len(names)) if q in names[c] and not names[c].startswith(q)]
+    hits.sort(key=lambda c: (not names[c].startswith(q), -int(cmap.items_per_concept[c])))
+    out = []
+    for c in hits[:limit]:
+        neurons = cmap.neurons_for(c, "lifts", CONCEPT_NEURONS)
+        out.append(ConceptOut(name=names[c], kind=cmap.kinds[c],
+                              items=int(cmap.items_per_concept[c]),
+                              neurons=[int(n) for n in neurons]))
+    return out

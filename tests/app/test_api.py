@@ -1,0 +1,242 @@
+"""The JSON API v1 and the serving engine, on a small bundle trained on the planted
+synthetic data: answers, bad input (404 / 422 naming the problem, never a 500), start-up
+refusal, concurrent cold users batched, and real HTTP through uvicorn on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+import uvicorn
+from fastapi.testclient import TestClient
+
+from app.main import StartupError, create_app
+from app.settings import Settings
+from models.bundle import save_bundle
+from models.config import ELSAConfig, SAEConfig, TrainConfig
+from models.data.datasets import load_dataset
+from models.pipeline import label_knobs, train_models
+
+CFG = TrainConfig(elsa=ELSAConfig(d=24, lr=3e-2, batch_size=32, max_epochs=10, patience=4),
+                  sae=SAEConfig(h=48, k=6, lr=1e-2, batch_size=64, max_epochs=8, patience=4,
+                                subsamples_per_user=4, item_onehots=True, init_b_dec=True,
+                                refine_steps=20, refine_candidates=12), seed=1)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ds = load_dataset("synthetic")
+    dev = torch.device("cpu")
+    trained = train_models(ds.interactions, CFG, dev, progress=False)
+    concepts, settings = label_knobs(trained.elsa, trained.sae, ds.interactions, ds.catalog,
+                                     ds.tag_events, dev)
+    out = tmp_path_factory.mktemp("bundle") / "synthetic"
+    save_bundle(out, dataset="synthetic", elsa=trained.elsa, sae=trained.sae,
+                train_config=CFG, data=ds.interactions, catalog=ds.catalog,
+                quality=trained.quality, concepts=concepts, concept_settings=settings)
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(bundle_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(bundle=bundle_dir, device="cpu"))) as c:
+        yield c
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["dataset"] == "synthetic"
+    assert len(ready["bundle_sha256"]) == 64 and ready["neurons"] == 48
+
+
+def test_users_and_their_codes(client: TestClient) -> None:
+    users = client.get("/api/v1/users", params={"limit": 5}).json()
+    assert len(users) == 5 and all(u["history"] > 0 for u in users)
+    code = client.get(f"/api/v1/users/{users[0]['id']}/code").json()
+    values = [k["value"] for k in code["knobs"]]
+    assert 0 < len(values) <= 6 and values == sorted(values, reverse=True)
+    assert code["mass"] == pytest.approx(sum(values), rel=1e-5)
+    assert code["history"] == users[0]["history"]
+
+
+def test_unsteered_request_is_the_unsteered_list(client: TestClient) -> None:
+    r = client.post("/api/v1/recommendations", json={"user": 1, "n": 10}).json()
+    assert [i["id"] for i in r["steered"]] == [i["id"] for i in r["unsteered"]]
+    assert [i["rank_before"] for i in r["steered"]] == list(range(10))
+    assert all(i["why"] for i in r["steered"])
+    scores = [i["score"] for i in r["steered"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_a_concept_knob_moves_the_list_toward_the_concept(client: TestClient) -> None:
+    ds = load_dataset("synthetic")
+    genres = dict(zip(ds.catalog["item"], ds.catalog["genres"], strict=True))
+    history = set(ds.catalog["item"][ds.interactions.matrix[0].indices])
+    # a concept the user's history has least of
+    counts = {c: sum(c in genres[i] for i in history) for c in
+              (f"concept-{j}" for j in range(8))}
+    concept = min(counts, key=lambda c: counts[c])
+    share = []
+    for alpha in (0.0, 0.5, 1.0):
+        r = client.post("/api/v1/recommendations", json={
+            "user": int(ds.interactions.users.ids[0]), "n": 20,
+            "knobs": [{"concept": concept, "alpha": alpha}]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        share.append(np.mean([concept in genres[i["id"]] for i in body["steered"]]))
+        assert not {i["id"] for i in body["steered"]} & history
+    assert share[0] < share[1] <= share[2] and share[2] >= 0.8, share
+    assert body["knobs"][0]["label"] == concept and len(body["knobs"][0]["neurons"]) > 1
+    # at alpha 1 the code is all knob: every item's why is that knob
+    assert all(i["why"] and {w["knob"] for w in i["why"]} == {0} for i in body["steered"])
+    assert all(w["label"] == concept for i in body["steered"] for w in i["why"])
+    moved = [i for i in body["steered"] if i["rank_before"] is None]
+    assert moved, "alpha 1 should bring in items that were not in the top 20"
+
+
+def test_less_of_a_users_own_knob_lowers_its_items(client: TestClient) -> None:
+    code = client.get("/api/v1/users/1/code").json()
+    top = code["knobs"][0]["neuron"]
+    before = client.post("/api/v1/recommendations", json={"user": 1, "n": 20}).json()
+    after = client.post("/api/v1/recommendations", json={
+        "user": 1, "n": 20, "knobs": [{"neuron": top, "alpha": 1.0, "direction": "less"}]
+    }).json()
+    lifted_before = sum(any(w["neuron"] == top for w in i["why"]) for i in before["steered"])
+    lifted_after = sum(any(w["neuron"] == top for w in i["why"]) for i in after["steered"])
+    assert lifted_before > 0 and lifted_after == 0
+    assert after["knobs"][0]["strength"] == -1.0
+
+
+def test_profile_of_liked_items_folds_in(client: TestClient) -> None:
+    liked = [i["id"] for i in client.get("/api/v1/items", params={"q": "item 1"}).json()[:4]]
+    assert len(liked) == 4
+    r = client.post("/api/v1/recommendations", json={"items": liked, "n": 15})
+    assert r.status_code == 200
+    ids = [i["id"] for i in r.json()["steered"]]
+    assert len(ids) == 15 and not set(ids) & set(liked)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"user": 1, "knobs": [{"neuron": 1, "alpha": 1.5}]}, "alpha"),
+    ({"user": 1, "knobs": [{"neuron": 1, "alpha": -0.1}]}, "alpha"),
+    ({"user": 1, "knobs": [{"neuron": 1, "alpha": 0.6}, {"neuron": 2, "alpha": 0.6}]},
+     "combined strength"),
+    ({"user": 1, "knobs": [{"neuron": i, "alpha": 0.01} for i in range(33)]}, "knobs"),
+    ({"user": 1, "n": 0}, "n"),
+    ({"user": 1, "n": 101}, "n"),
+    ({"items": []}, "items"),
+    ({"items": list(range(1, 502))}, "items"),
+    ({"user": 1, "items": [1, 2, 3]}, "exactly one of 'user' or 'items'"),
+    ({}, "exactly one of 'user' or 'items'"),
+    ({"user": 1, "knobs": [{"neuron": 1, "concept": "x", "alpha": 0.1}]}, "exactly one"),
+    ({"user": 1, "knobs": [{"neuron": 1, "alpha": 0.1, "direction": "up"}]}, "direction"),
+    ({"user": "one"}, "user"),
+])
+def test_bad_input_is_a_422_naming_the_field(client: TestClient, body: dict,
+                                              field: str) -> None:
+    r = client.post("/api/v1/recommendations", json=body)
+    assert r.status_code == 422, r.text
+    assert field in r.text
+
+
+@pytest.mark.parametrize(("method", "url", "body", "names"), [
+    ("post", "/api/v1/recommendations", {"user": 99999}, "unknown user 99999"),
+    ("post", "/api/v1/recommendations", {"items": [1, 99998, 99999]}, "unknown items 99998"),
+    ("post", "/api/v1/recommendations", {"user": 1, "knobs": [{"neuron": 48, "alpha": 0.1}]},
+     "unknown knob 48 (this bundle has neurons 0..47)"),
+    ("post", "/api/v1/recommendations",
+     {"user": 1, "knobs": [{"concept": "polka <b>", "alpha": 0.1}]},
+     "unknown concept 'polka <b>'"),
+    ("get", "/api/v1/users/99999/code", None, "unknown user 99999"),
+    ("get", "/api/v1/knobs/48", None, "unknown knob 48"),
+    ("get", "/api/v1/items/99999", None, "unknown item 99999"),
+])
+def test_unknown_ids_are_a_404_naming_them(client: TestClient, method: str, url: str,
+                                           body: dict | None, names: str) -> None:
+    r = client.post(url, json=body) if method == "post" else client.get(url)
+    assert r.status_code == 404, r.text
+    assert names in r.json()["detail"]
+
+
+def test_knob_concept_and_item_search(client: TestClient) -> None:
+    k = client.get("/api/v1/knobs/3").json()
+    assert k["neuron"] == 3 and len(k["lifts"]) == 10 and len(k["neighbours"]) == 5
+    found = client.get("/api/v1/concepts", params={"q": "concept-"}).json()
+    assert {c["name"] for c in found} >= {f"concept-{j}" for j in range(8)}
+    assert all(c["neurons"] for c in found)
+    items = client.get("/api/v1/items", params={"q": "item 12"}).json()
+    assert items and all("item 12" in i["title"].lower() for i in items)
+    assert items[0]["title"].lower().startswith("item 12")
+    assert client.get("/api/v1/items", params={"q": ""}).status_code == 422
+    assert client.get("/docs").status_code == 200
+    assert "/api/v1/recommendations" in client.get("/openapi.json").json()["paths"]
+
+
+def test_concurrent_cold_users_are_batched(client: TestClient) -> None:
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    before = len(engine._batcher.batches)
+    ids = [int(u["id"]) for u in client.get("/api/v1/users", params={"limit": 200}).json()]
+    cold = ids[-48:]
+
+    def ask(u: int) -> int:
+        return client.post("/api/v1/recommendations", json={"user": u, "n": 5}).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(ask, cold))
+    assert codes == [200] * len(cold)
+    batches = engine._batcher.batches[before:]
+    assert sum(batches) == len(cold) and max(batches) > 1
+
+
+def test_a_missing_or_corrupt_bundle_refuses_to_start(tmp_path: Path, bundle_dir: Path
+                                                      ) -> None:
+    with pytest.raises(StartupError, match="no bundle folder there"), \
+            TestClient(create_app(Settings(bundle=tmp_path / "none", device="cpu"))):
+        pass
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in bundle_dir.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "sae.safetensors").write_bytes(b"garbage")
+    with pytest.raises(StartupError, match=r"sae\.safetensors"), \
+            TestClient(create_app(Settings(bundle=broken, device="cpu"))):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_real_http_on_loopback(bundle_dir: Path) -> None:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(Settings(bundle=bundle_dir, device="cpu")), host="127.0.0.1", port=port,
+        log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not server.started:
+            assert time.time() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
+        r = httpx.post(f"{base}/api/v1/recommendations",
+                       json={"user": 1, "n": 5, "knobs": [{"neuron": 0, "alpha": 0.3}]})
+        assert r.status_code == 200 and len(r.json()["steered"]) == 5
+        assert httpx.post(f"{base}/api/v1/recommendations",
+                          json={"user": 1, "n": 500}).status_code == 422
+    finally:
+        server.should_exit = True
+        thread.join(10)
