@@ -173,23 +173,30 @@ def user_scores(elsa: ELSA, sae: SparseAutoencoder, basis: ScoreBasis, code: tor
                       m * basis.ones + sd * basis.bias, latent)
 
 
+def _less_of(mass: float, knobs: Sequence[Knob], values: dict[int, float]
+             ) -> tuple[dict[int, float], float]:
+    """Step 1 of the rule on a sparse code: the factor of every turned-down neuron and the
+    rescale back to `mass` (0 when nothing is left)."""
+    factor: dict[int, float] = {}
+    for k in knobs:
+        if k.strength < 0:
+            for n in k.neurons:
+                factor[n] = factor.get(n, 1.0) * (1.0 + k.strength)
+    if not factor:
+        return factor, 1.0
+    # what is left, summed from the kept values (exactly 0 when all are turned off;
+    # mass minus the removed part would leave rounding noise there)
+    left = sum(v * factor.get(n, 1.0) for n, v in values.items())
+    return factor, (mass / left if left > 0 else 0.0)
+
+
 def steer_values(mass: float, knobs: Sequence[Knob], values: dict[int, float]
                  ) -> tuple[float, dict[int, float]]:
     """`steer`'s rule computed on the knobs' neurons only, in Python floats: O(active +
     knob neurons), whatever h. mass: the code's L1 mass (sum of `values`); values: the
     code's non-zero entries. Returns (keep, {knob neuron: steered value}); every other
     neuron n is keep * z_n."""
-    factor: dict[int, float] = {}
-    for k in knobs:
-        if k.strength < 0:
-            for n in k.neurons:
-                factor[n] = factor.get(n, 1.0) * (1.0 + k.strength)
-    keep = 1.0
-    if factor:
-        # what is left, summed from the kept values (exactly 0 when all are turned off;
-        # mass minus the removed part would leave rounding noise there)
-        left = sum(v * factor.get(n, 1.0) for n, v in values.items())
-        keep = mass / left if left > 0 else 0.0
+    factor, keep = _less_of(mass, knobs, values)
     neurons = {n for k in knobs for n in k.neurons}
     new = {n: values.get(n, 0.0) * factor.get(n, 1.0) * keep for n in neurons}
     total = sum(k.strength for k in knobs if k.strength > 0)
@@ -227,15 +234,7 @@ def steered_scores(user: UserScores, knobs: Sequence[Knob], knob_rows: torch.Ten
     neuron_rows(ns) -> R[ns], asked only for the user's active neurons that a "less of"
     knob turns down (cache them per neuron). Same result as decoding `steer`'s code."""
     _check(knobs, user.code.shape[-1])
-    factor: dict[int, float] = {}
-    for k in knobs:
-        if k.strength < 0:
-            for n in k.neurons:
-                factor[n] = factor.get(n, 1.0) * (1.0 + k.strength)
-    keep_less = 1.0
-    if factor:
-        left = sum(v * factor.get(n, 1.0) for n, v in user.active.items())
-        keep_less = user.mass / left if left > 0 else 0.0
+    factor, keep_less = _less_of(user.mass, knobs, user.active)
     total = sum(k.strength for k in knobs if k.strength > 0)
     norm = max(total, 1.0)
     a = total / norm
