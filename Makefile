@@ -15,7 +15,7 @@ export KNOBS_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: install demo data bundle test lint report steering bench clean
+.PHONY: install frontend browser demo data bundle test lint report steering bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,24 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# htmx comes from the npm package htmx.org pinned in package.json / package-lock.json,
+# copied into static/vendor/ (generated, not committed).
+static/vendor/htmx.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+
+frontend: static/vendor/htmx.min.js
+
+# The browser tests drive Debian's Chromium (package chromium) through Playwright.
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium || \
+	  (apt-get update -q && apt-get install -y -q chromium); \
+	else sudo apt-get install -y -q chromium; fi
+
+browser: $(CHROMIUM)
+
 data: install
 	$(BIN)/knobs data --dataset $(DATASET)
 
@@ -34,16 +52,16 @@ $(BUNDLE)/manifest.json: | $(VENV)/.installed
 
 bundle: $(BUNDLE)/manifest.json
 
-# Until the web app exists, the demo ends with the bundle and its quality numbers.
-demo: data bundle
-	@echo "Bundle: $(BUNDLE)"; cat $(BUNDLE)/quality.json
+# Trains a bundle if there is none, then serves the app on http://127.0.0.1:8000.
+demo: data bundle frontend
+	$(BIN)/knobs serve --bundle $(BUNDLE) --host 127.0.0.1 --port 8000
 
 lint: install
 	$(BIN)/ruff check app models tests benchmarks
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/python -m pytest
+test: lint frontend browser
+	KNOBS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 # Regenerate reports/quality.{json,md}: the 5-fold comparison (about 10 minutes on 2 cores).
 report: install

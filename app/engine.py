@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from models.bundle import Bundle
@@ -172,6 +173,8 @@ class Engine:
         self._knob_rows: LRU[tuple[int, ...], torch.Tensor] = LRU(4096)
         self._users: LRU[Hashable, UserState] = LRU(user_cache)
         self._batcher = _Batcher(self._encode_batch, self.n_items)
+        self._codes: sp.csc_matrix | None = None
+        self._codes_lock = threading.Lock()
         self.cold_encodes = 0
 
     # -- users -------------------------------------------------------------------------
@@ -292,6 +295,21 @@ class Engine:
             out.append([Reason(parts[j][0].kind, parts[j][0].ref, float(col[j]))
                         for j in order if col[j] > 0])
         return out
+
+    @torch.no_grad()
+    def activations(self, neuron: int) -> np.ndarray:
+        """[users] the neuron's value in every bundle user's code (for the knob page's
+        histogram); all users' codes are computed once, on first use."""
+        with self._codes_lock:
+            if self._codes is None:
+                matrix = self.bundle.interactions.matrix
+                parts = []
+                for start in range(0, matrix.shape[0], 256):
+                    x = torch.from_numpy(matrix[start:start + 256].toarray()).to(self.device)
+                    parts.append(self.sae.encode(self.elsa.encode(x)).code.cpu().numpy())
+                codes = np.concatenate(parts) if parts else np.zeros((0, self.sae.h))
+                self._codes = sp.csc_matrix(codes)
+        return np.asarray(self._codes[:, neuron].todense()).ravel()
 
     def warm_up(self) -> None:
         """Run one user through every path once (first-call costs paid at start-up)."""

@@ -5,18 +5,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 
 from app.engine import Engine
-from app.routes import api, health
+from app.htmx import TEMPLATES, is_htmx
+from app.routes import api, health, pages
+from app.routes.pages import PageError
 from app.service import NotFound
 from app.settings import Settings
 from models.bundle import Bundle, BundleError, load_bundle
 from models.train import resolve_device
 
 log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class StartupError(RuntimeError):
@@ -53,9 +61,32 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
     app.state.settings = settings
 
     @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+    async def not_found(request: Request, exc: NotFound) -> Response:
+        return _error(request, 404, str(exc))
+
+    @app.exception_handler(PageError)
+    async def bad_page_input(request: Request, exc: PageError) -> Response:
+        return _error(request, 422, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)
+        return _error(request, 422, "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()))
 
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     return app
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    """JSON {"detail": ...} for the API, an HTML page (or fragment) for the pages; the
+    message is escaped by the template."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": message}, status_code=status)
+    name = "partials/_error.html" if is_htmx(request) else "pages/error.html"
+    return TEMPLATES.TemplateResponse(request, name, {"status": status, "message": message},
+                                      status_code=status)

@@ -60,6 +60,18 @@ def neuron_label(engine: Engine, neuron: int) -> str | None:
     return engine.bundle.concepts.label_name(neuron)
 
 
+def knob_title(engine: Engine, neuron: int) -> str:
+    """What a page calls a neuron: Knobs' label and, where it differs, the paper's more
+    specific TF-IDF label ("action · harrison ford"); "unlabelled neuron #n" if none."""
+    cmap = engine.bundle.concepts
+    label, paper = cmap.label_name(neuron), None
+    if cmap.paper_label[neuron] >= 0:
+        paper = cmap.names[int(cmap.paper_label[neuron])]
+    if label is None:
+        return f"unlabelled neuron #{neuron}"
+    return f"{label} · {paper}" if paper and paper != label else label
+
+
 def concept_neurons(engine: Engine, name: str) -> tuple[int, list[int]]:
     cmap = engine.bundle.concepts
     try:

@@ -14,35 +14,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 import uvicorn
 from fastapi.testclient import TestClient
 
 from app.main import StartupError, create_app
 from app.settings import Settings
-from models.bundle import save_bundle
-from models.config import ELSAConfig, SAEConfig, TrainConfig
 from models.data.datasets import load_dataset
-from models.pipeline import label_knobs, train_models
-
-CFG = TrainConfig(elsa=ELSAConfig(d=24, lr=3e-2, batch_size=32, max_epochs=10, patience=4),
-                  sae=SAEConfig(h=48, k=6, lr=1e-2, batch_size=64, max_epochs=8, patience=4,
-                                subsamples_per_user=4, item_onehots=True, init_b_dec=True,
-                                refine_steps=20, refine_candidates=12), seed=1)
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ds = load_dataset("synthetic")
-    dev = torch.device("cpu")
-    trained = train_models(ds.interactions, CFG, dev, progress=False)
-    concepts, settings = label_knobs(trained.elsa, trained.sae, ds.interactions, ds.catalog,
-                                     ds.tag_events, dev)
-    out = tmp_path_factory.mktemp("bundle") / "synthetic"
-    save_bundle(out, dataset="synthetic", elsa=trained.elsa, sae=trained.sae,
-                train_config=CFG, data=ds.interactions, catalog=ds.catalog,
-                quality=trained.quality, concepts=concepts, concept_settings=settings)
-    return out
 
 
 @pytest.fixture(scope="module")

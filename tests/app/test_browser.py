@@ -1,0 +1,114 @@
+"""The steer page in a real browser: Debian's Chromium driven by Playwright against uvicorn
+on loopback. Add a knob through search, drag its slider, wait for htmx's swap, check the
+list moved toward the knob's concept, reset. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from app.main import create_app
+from app.settings import Settings
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("KNOBS_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def base_url(bundle_dir: Path) -> Iterator[str]:
+    if not (REPO / "static" / "vendor" / "htmx.min.js").exists():
+        pytest.fail("static/vendor/htmx.min.js is missing: run `make frontend` (npm ci)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings(bundle=bundle_dir,
+                                                               device="cpu")),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        assert time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def share(titles: list[str], concept: str) -> float:
+    """Synthetic titles name their concepts: 'Item 12 (concept-3/concept-5)'."""
+    return sum(concept in t for t in titles) / max(len(titles), 1)
+
+
+def test_steer_page_in_chromium(base_url: str) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (make test installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base_url}/steer?user=1")
+        page.wait_for_function("window.htmx !== undefined")
+        steered = page.locator("#steered li a")
+        before = steered.all_inner_texts()
+        assert before == page.locator("#unsteered li a").all_inner_texts()
+        concept = "concept-3"
+        start = share(before, concept)
+
+        # add a knob through the typeahead
+        page.fill("#add-q", "concept-3")
+        page.wait_for_selector("#concept-results li a")
+        page.locator("#concept-results li a", has_text=concept).first.click()
+        page.wait_for_selector(f'.knob[data-key="c:{concept}"]')
+        knob = page.locator(f'.knob[data-key="c:{concept}"]')
+        assert knob.locator("output").inner_text() == "0.10"
+
+        # drag its slider to the right end and wait for the swap
+        slider = knob.locator('input[type="range"]')
+        box = slider.bounding_box()
+        assert box is not None
+        with page.expect_response(re.compile(r"/steer\?")) as response:
+            page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2,
+                            steps=8)
+            page.mouse.up()
+        assert response.value.status == 200
+        page.wait_for_function(
+            "document.querySelector('#steered').innerText !== "
+            "document.querySelector('#unsteered').innerText")
+        page.wait_for_load_state("networkidle")
+        assert float(knob.locator("output").inner_text()) > 0.9
+        after = steered.all_inner_texts()
+        assert share(after, concept) >= start + 0.3, (start, after)
+        assert page.locator("#steered .moved").count() > 0
+        assert "kid=c%3Aconcept-3" in page.url or "kid=c:concept-3" in page.url
+        page.screenshot(path=str(ARTIFACTS / "steer-after-drag.png"), full_page=True)
+
+        # keyboard: the slider is operable without a mouse
+        slider.focus()
+        page.keyboard.press("Home")
+        page.wait_for_load_state("networkidle")
+        assert knob.locator("output").inner_text() in ("0", "0.00")
+
+        # reset all
+        page.click("#reset")
+        page.wait_for_load_state("networkidle")
+        assert page.locator(f'.knob[data-key="c:{concept}"]').count() == 0
+        assert page.locator("#steered li a").all_inner_texts() == before
+        page.screenshot(path=str(ARTIFACTS / "steer-after-reset.png"), full_page=True)
+        browser.close()
