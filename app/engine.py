@@ -22,13 +22,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from app.schemas import ItemOut
 from models.bundle import Bundle
 from models.metrics import top_n
 from models.steering import (
@@ -88,6 +89,16 @@ class UserState:
     inputs: np.ndarray
     mask: torch.Tensor
     unsteered: torch.Tensor
+    _cache: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
+
+    def active_rows(self, engine: Engine) -> torch.Tensor:
+        """[k, items] the item-score rows of the user's active neurons (sorted), stacked
+        once per user for the "why" of every request."""
+        rows = self._cache.get("active")
+        if rows is None:
+            rows = engine.rows(sorted(self.scores.active))
+            self._cache["active"] = rows
+        return rows
 
 
 class Reason(NamedTuple):
@@ -168,6 +179,18 @@ class Engine:
         self.elsa, self.sae = bundle.elsa.to(device).eval(), bundle.sae.to(device).eval()
         self.n_items = self.elsa.n_items
         self.basis = score_basis(self.elsa, self.sae)
+        cat = bundle.catalog
+        self.item_views = [
+            ItemOut(id=int(i), title=str(t), year=None if np.isnan(y) else int(y),
+                    genres=[str(g) for g in gs])
+            for i, t, y, gs in zip(cat["item"].tolist(), cat["title"].tolist(),
+                                   cat["year"].astype("float64").tolist(),
+                                   cat["genres"].tolist(), strict=True)]
+        """The catalog as response models, in item order (built once)."""
+        self.user_rows = {int(u): r for r, u in enumerate(bundle.interactions.users.ids)}
+        """External user id -> row."""
+        self.item_rows = {int(i): r for r, i in enumerate(bundle.interactions.items.ids)}
+        """External item id -> index."""
         row_bytes = 4 * self.n_items
         self._rows: LRU[int, torch.Tensor] = LRU(row_cache_bytes / row_bytes)
         self._knob_rows: LRU[tuple[int, ...], torch.Tensor] = LRU(4096)
@@ -196,18 +219,26 @@ class Engine:
         """State of the bundle's user at row `index` (IndexError if there is none)."""
         if not 0 <= index < self.bundle.interactions.n_users:
             raise IndexError(f"no user at row {index}")
+        m = self.bundle.interactions.matrix
         return self._state(("user", index),
-                           self.bundle.interactions.matrix[index].indices.astype(np.int64))
+                           lambda: m.indices[m.indptr[index]:m.indptr[index + 1]].astype(np.int64))
+
+    def is_warm(self, user_row: int | None = None, items: Sequence[int] = ()) -> bool:
+        """Whether that user's (or profile's) state is cached: a request for it costs well
+        under a millisecond and can run on the event loop."""
+        key = ("user", user_row) if user_row is not None else (
+            "profile", tuple(sorted({int(i) for i in items})))
+        return self._users.get(key) is not None
 
     def profile(self, items: Sequence[int]) -> UserState:
         """State of an ad-hoc history (item indices; fold-in, no retraining)."""
         key = ("profile", tuple(sorted({int(i) for i in items})))
-        return self._state(key, np.asarray(key[1], dtype=np.int64))
+        return self._state(key, lambda: np.asarray(key[1], dtype=np.int64))
 
-    def _state(self, key: Hashable, items: np.ndarray) -> UserState:
+    def _state(self, key: Hashable, items: Callable[[], np.ndarray]) -> UserState:
         state = self._users.get(key)
         if state is None:
-            state = self._batcher.submit(items)
+            state = self._batcher.submit(items())
             self._users.put(key, state)
         return state
 
@@ -275,24 +306,25 @@ class Engine:
             push = sum(s.mass * k.strength / norm / len(k.neurons)
                        for k in knobs if k.strength > 0 and n in k.neurons)
             own[n] = new[n] - push
-        parts: list[tuple[Reason, torch.Tensor]] = []
         cols = torch.from_numpy(items).to(self.device)
-        neurons = [n for n, v in own.items() if v > 1e-12]
-        if neurons:
-            rows = self.rows(neurons)[:, cols]
-            for n, row in zip(neurons, rows, strict=True):
-                parts.append((Reason("neuron", n, 0.0), s.std * own[n] * row))
+        active = state.active_rows(self)                     # [k, items], once per user
+        ids = sorted(s.active)
+        refs = [Reason("neuron", n, 0.0) for n in ids]
+        weights = [s.std * max(own.get(n, 0.0), 0.0) for n in ids]
+        blocks = [active[:, cols]] if ids else []
         for j, k in enumerate(knobs):
             if k.strength > 0:
-                row = self.knob_row(k.neurons)[cols]
-                parts.append((Reason("knob", j, 0.0), s.std * s.mass * k.strength / norm * row))
-        if not parts:
+                refs.append(Reason("knob", j, 0.0))
+                weights.append(s.std * s.mass * k.strength / norm)
+                blocks.append(self.knob_row(k.neurons)[cols][None])
+        if not blocks:
             return [[] for _ in items]
-        contrib = torch.stack([p for _, p in parts]).cpu().numpy()    # [parts, n]
+        w = torch.tensor(weights, dtype=active.dtype, device=self.device)
+        contrib = (torch.cat(blocks) * w[:, None]).cpu().numpy()        # [parts, n]
         out = []
         for col in contrib.T:
             order = np.argsort(-col)[:3]
-            out.append([Reason(parts[j][0].kind, parts[j][0].ref, float(col[j]))
+            out.append([Reason(refs[j].kind, refs[j].ref, float(col[j]))
                         for j in order if col[j] > 0])
         return out
 

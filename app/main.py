@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +40,8 @@ def load_engine(settings: Settings, bundle: Bundle | None = None) -> Engine:
         bundle = bundle or load_bundle(settings.bundle, device)
     except (BundleError, RuntimeError) as exc:
         raise StartupError(f"cannot serve {settings.bundle}: {exc}") from exc
+    # a request's tensor ops are small: intra-op threads only contend with the server's
+    torch.set_num_threads(settings.torch_threads)
     engine = Engine(bundle, device, settings.row_cache_mb << 20, settings.user_cache)
     engine.warm_up()
     return engine

@@ -33,27 +33,23 @@ class NotFound(LookupError):
 
 
 def item_out(engine: Engine, index: int) -> ItemOut:
-    row = engine.bundle.catalog.iloc[int(index)]
-    year = row["year"]
-    return ItemOut(id=int(row["item"]), title=str(row["title"]),
-                   year=None if year is None or year != year else int(year),
-                   genres=[str(g) for g in row["genres"]])
+    return engine.item_views[int(index)]
 
 
 def user_index(engine: Engine, user_id: int) -> int:
-    users = engine.bundle.interactions.users
-    if user_id not in users:
+    row = engine.user_rows.get(user_id)
+    if row is None:
         raise NotFound(f"unknown user {user_id}")
-    return int(users.index([user_id])[0])
+    return row
 
 
 def item_indices(engine: Engine, ids: Sequence[int]) -> list[int]:
-    items = engine.bundle.interactions.items
-    unknown = [i for i in ids if i not in items]
+    rows = [engine.item_rows.get(i) for i in ids]
+    unknown = [i for i, r in zip(ids, rows, strict=True) if r is None]
     if unknown:
         raise NotFound(f"unknown item{'s' if len(unknown) > 1 else ''} "
                        f"{', '.join(str(i) for i in unknown[:10])}")
-    return [int(i) for i in items.index(list(ids))]
+    return [int(r) for r in rows if r is not None]
 
 
 def neuron_label(engine: Engine, neuron: int) -> str | None:
@@ -101,6 +97,16 @@ def knobs_from(engine: Engine, knobs: Sequence[KnobIn]) -> tuple[list[Knob], lis
         out.append(Knob(tuple(neurons), strength))
         shown.append(KnobOut(neurons=neurons, strength=strength, label=label))
     return out, shown
+
+
+def is_warm(engine: Engine, req: RecommendIn) -> bool:
+    """Whether the request's user state is cached (unknown ids count as warm: they fail
+    fast)."""
+    if req.user is not None:
+        row = engine.user_rows.get(req.user)
+        return row is None or engine.is_warm(user_row=row)
+    rows = [engine.item_rows.get(i) for i in req.items or []]
+    return None in rows or engine.is_warm(items=[r for r in rows if r is not None])
 
 
 def recommend(engine: Engine, req: RecommendIn) -> RecommendOut:

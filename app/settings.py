@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     """Memory for cached per-neuron item-score rows."""
     user_cache: int = Field(default=4096, ge=1)
     """User states kept (code, scores)."""
+    torch_threads: int = Field(default=1, ge=1)
+    """Torch intra-op threads of the server process (its ops are small)."""
     max_knobs: int = 32
     """Knobs per request, at most."""
     max_profile_items: int = 500

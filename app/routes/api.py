@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
 
 from app import service
 from app.deps import EngineDep
@@ -30,10 +31,12 @@ def user_code(user_id: int, engine: EngineDep) -> CodeOut:
 
 
 @router.post("/recommendations", response_model=RecommendOut)
-def recommendations(req: RecommendIn, engine: EngineDep) -> RecommendOut:
+async def recommendations(req: RecommendIn, engine: EngineDep) -> RecommendOut:
     """Top n for a user or a list of liked items, steered by knobs, beside the
     unsteered list; each item says which neurons lift it most."""
-    return service.recommend(engine, req)
+    if service.is_warm(engine, req):           # well under 1 ms: no thread hop
+        return service.recommend(engine, req)
+    return await run_in_threadpool(service.recommend, engine, req)
 
 
 @router.get("/concepts", response_model=list[ConceptOut])

@@ -1,0 +1,264 @@
+"""Serving performance (issue 4): in-process knob-change latency against the naive full
+forward and the floor, on the demo bundle and on a synthetic ML-25M-sized model; HTTP
+latency and throughput of the JSON API with uvicorn on loopback at 1, 8 and 64
+concurrent clients. Writes reports/performance.{json,md}.
+
+    .venv/bin/python -m benchmarks.performance [--bundle bundles/ml-latest-small]
+
+Knob change (one thread, the user's state and rows cached as a session has them): a
+slider moves one of five knobs (a concept knob of 10 neurons among them) and the top 20
+is recomputed: `steered_scores` + top-20 with inputs masked.
+Naive: the same change by a full forward from the user's history: ELSA encoder, SAE
+encoder, `steer`, SAE decoder, ELSA decoder, top-20.
+Floor: one pass over the item scores (a fused add) + top-20, the least any method does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+
+from benchmarks.common import write_reports
+from models.bundle import load_bundle
+from models.elsa import ELSA
+from models.metrics import top_n
+from models.sae import SparseAutoencoder, TopKSAE
+from models.steering import (
+    Knob,
+    knob_row,
+    latent_rows,
+    score_basis,
+    steer,
+    steered_scores,
+    user_scores,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pct(samples: list[float], q: float) -> float:
+    s = sorted(samples)
+    return 1e3 * s[min(len(s) - 1, int(q * len(s)))]
+
+
+def knob_change(elsa: ELSA, sae: SparseAutoencoder, histories: list[np.ndarray],
+                changes: int, rng: np.random.Generator) -> dict[str, float]:
+    """p50 / p99 in ms of the cached affine update, the naive forward and the floor."""
+    fast: list[float] = []
+    naive: list[float] = []
+    floor: list[float] = []
+    basis = score_basis(elsa, sae)
+    n_items = elsa.n_items
+    with torch.no_grad():
+        for items in histories:
+            x = torch.zeros(1, n_items)
+            x[0, torch.from_numpy(items)] = 1.0
+            mask = x > 0
+            code, mean, std = sae.encode(elsa.encode(x))
+            user = user_scores(elsa, sae, basis, code[0], mean, std)
+            active = sorted(user.active)
+            concept = tuple(int(n) for n in rng.choice(sae.h, 10, replace=False))
+            knob_neurons = [(int(active[0]),), (int(active[-1]),),
+                            (int(rng.integers(sae.h)),), (int(rng.integers(sae.h)),), concept]
+            rows_of = {ns: knob_row(latent_rows(elsa, sae, torch.tensor(ns)))
+                       for ns in knob_neurons}
+            active_rows = latent_rows(elsa, sae, torch.tensor(active))
+            pos = {n: i for i, n in enumerate(active)}
+
+            def neuron_rows(ns: list[int], r: torch.Tensor = active_rows,
+                            at: dict[int, int] = pos) -> torch.Tensor:
+                return r[torch.tensor([at[n] for n in ns])]
+
+            strengths = [0.1, -0.3, 0.2, 0.0, 0.3]
+            for _ in range(changes):
+                strengths[int(rng.integers(5))] = float(rng.uniform(-0.3, 0.3))
+                knobs = [Knob(ns, s) for ns, s in zip(knob_neurons, strengths, strict=True)
+                         if s != 0.0]
+                t0 = time.perf_counter()
+                knob_rows = torch.stack([rows_of[k.neurons] for k in knobs])
+                scores = steered_scores(user, knobs, knob_rows, neuron_rows)
+                top_n(scores[None], 20, exclude=mask)
+                fast.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                torch.add(user.offset, user.latent, alpha=0.5)
+                top_n(scores[None], 20, exclude=mask)
+                floor.append(time.perf_counter() - t0)
+            for _ in range(max(changes // 10, 3)):
+                t0 = time.perf_counter()
+                c, m, s = sae.encode(elsa.encode(x))
+                z = steer(c[0], knobs).code
+                out = elsa.decode(sae.decode(z[None], m, s))
+                top_n(out, 20, exclude=mask)
+                naive.append(time.perf_counter() - t0)
+    return {"p50": _pct(fast, 0.5), "p99": _pct(fast, 0.99), "naive_p50": _pct(naive, 0.5),
+            "floor_p50": _pct(floor, 0.5), "changes": len(fast)}
+
+
+def synthetic_25m(rng: np.random.Generator) -> tuple[ELSA, TopKSAE, list[np.ndarray]]:
+    """Random weights at ML-25M scale: 40,857 items, d = 1024, h = 8192, k = 16."""
+    g = torch.Generator().manual_seed(0)
+    elsa = ELSA(40_857, 1024, g).eval()
+    sae = TopKSAE(1024, 8192, 16, g).eval()
+    histories = [rng.choice(40_857, int(rng.integers(20, 300)), replace=False)
+                 for _ in range(30)]
+    return elsa, sae, histories
+
+
+async def _http_load(base: str, bodies: list[dict[str, Any]], clients: int,
+                     seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker(w: int) -> None:
+            nonlocal errors
+            i = w
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                r = await client.post("/api/v1/recommendations", json=bodies[i % len(bodies)])
+                latencies.append(time.perf_counter() - t0)
+                errors += r.status_code != 200
+                i += clients
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {"p50_ms": _pct(latencies, 0.5), "p99_ms": _pct(latencies, 0.99),
+            "rps": len(latencies) / elapsed, "requests": len(latencies), "errors": errors,
+            "client": "httpx"}
+
+
+WRK_SCRIPT = """
+bodies = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/api/v1/recommendations",
+                    {["Content-Type"] = "application/json"}, bodies[(counter %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("KNOBS %%d %%d %%f %%f %%d\\n", summary.requests, summary.duration,
+                         latency:percentile(50), latency:percentile(99),
+                         summary.errors.status + summary.errors.connect + summary.errors.read
+                         + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def _wrk(base: str, bodies: list[dict[str, Any]], clients: int, seconds: float
+         ) -> dict[str, float]:
+    """The load from wrk (Debian's package), a C client that leaves the cores to the
+    server: p50 / p99 latency and requests/s."""
+    lua = WRK_SCRIPT % ", ".join("[[" + json.dumps(b) + "]]" for b in bodies)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+    try:
+        cmd = [shutil.which("wrk") or "wrk", "-t1", f"-c{clients}", f"-d{int(seconds)}s",
+               "-s", f.name, base]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    line = next(ln for ln in out.splitlines() if ln.startswith("KNOBS "))
+    requests, duration_us, p50, p99, errors = line.split()[1:]
+    return {"p50_ms": float(p50) / 1e3, "p99_ms": float(p99) / 1e3,
+            "rps": int(requests) / (int(duration_us) / 1e6), "requests": int(requests),
+            "errors": int(errors), "client": "wrk"}
+
+
+def http_benchmark(bundle: Path, seconds: float) -> dict[str, Any]:
+    """uvicorn in its own process on loopback; knob changes for warm users."""
+    port = 8799
+    env = {**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app",
+                             "--factory", "--host", "127.0.0.1", "--port", str(port),
+                             "--log-level", "warning"], env=env, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError("the server did not become ready")
+            time.sleep(0.2)
+        users = [u["id"] for u in httpx.get(f"{base}/api/v1/users",
+                                            params={"limit": 50}).json()]
+        rng = np.random.default_rng(1)
+        bodies = [{"user": u, "n": 20, "knobs": [
+            {"concept": c, "alpha": float(rng.uniform(0, 0.3))}
+            for c in ("drama", "comedy")]} for u in users for _ in range(4)]
+        for b in bodies:                                   # warm: user states and rows
+            httpx.post(f"{base}/api/v1/recommendations", json=b).raise_for_status()
+        out = {}
+        for c in (1, 8, 64):
+            out[f"c{c}"] = (_wrk(base, bodies, c, seconds) if shutil.which("wrk")
+                            else asyncio.run(_http_load(base, bodies, c, seconds)))
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bundle", type=Path, default=REPO / "bundles" / "ml-latest-small")
+    parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP level")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "performance")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    b = load_bundle(args.bundle)
+    users = rng.choice(b.interactions.n_users, 30, replace=False)
+    histories = [b.interactions.matrix[int(u)].indices for u in users]
+    knob = {"ml-latest-small": knob_change(b.elsa, b.sae, histories, args.changes, rng)}
+    elsa, sae, hist = synthetic_25m(rng)
+    knob["ml-25m-synthetic"] = knob_change(elsa, sae, hist, args.changes, rng)
+    torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
+    http = http_benchmark(args.bundle, args.seconds)
+    report = {"knob_change_ms": knob, "http": http,
+              "targets": {"knob_p50_ms": {"ml-latest-small": 0.2, "ml-25m-synthetic": 0.5},
+                          "speedup_vs_naive": 40, "within_floor": 3,
+                          "http_c64_p99_ms": 30, "http_rps": 1000},
+              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                          "python": platform.python_version(), "torch": torch.__version__}}
+    lines = ["# Serving performance", "",
+             "Knob change, in process, one thread (ms):", "",
+             "| model | p50 | p99 | naive full forward p50 | x faster | floor p50 | x floor |",
+             "|---|---|---|---|---|---|---|"]
+    for name, k in knob.items():
+        lines.append(f"| {name} | {k['p50']:.3f} | {k['p99']:.3f} | {k['naive_p50']:.2f} | "
+                     f"{k['naive_p50'] / k['p50']:.0f} | {k['floor_p50']:.3f} | "
+                     f"{k['p50'] / k['floor_p50']:.1f} |")
+    client = "wrk" if shutil.which("wrk") else "httpx (asyncio)"
+    lines += ["", "JSON API, uvicorn on loopback (one worker process, uvloop + httptools), "
+              f"knob changes for 50 warm users; load from {client} on the same 2 cores:", "",
+              "| clients | p50 ms | p99 ms | requests/s | errors |", "|---|---|---|---|---|"]
+    for c, h in http.items():
+        lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['rps']:.0f} | "
+                     f"{h['errors']} |")
+    lines += ["", "`.venv/bin/python -m benchmarks.performance`"]
+    write_reports(args.out, report, lines)
+
+
+if __name__ == "__main__":
+    main()
