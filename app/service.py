@@ -123,22 +123,27 @@ def recommend(engine: Engine, req: RecommendIn) -> RecommendOut:
 
 def ranked_items(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]
                  ) -> list[RankedItem]:
+    # built from our own, already typed values: model_construct skips re-validation
     out = []
     for r, (i, score, before, why) in enumerate(zip(ranked.items, ranked.scores,
                                                     ranked.rank_before, ranked.why,
                                                     strict=True)):
-        out.append(RankedItem(**item_out(engine, i).model_dump(), score=float(score),
-                              rank=r, rank_before=None if before < 0 else int(before),
-                              why=[why_out(engine, reason, knobs) for reason in why]))
+        item = item_out(engine, i)
+        out.append(RankedItem.model_construct(
+            id=item.id, title=item.title, year=item.year, genres=item.genres,
+            score=float(score), rank=r, rank_before=None if before < 0 else int(before),
+            why=[why_out(engine, reason, knobs) for reason in why]))
     return out
 
 
 def why_out(engine: Engine, reason: Reason, knobs: Sequence[KnobOut]) -> Why:
     if reason.kind == "knob":
-        return Why(knob=reason.ref, label=knobs[reason.ref].label,
-                   contribution=reason.contribution)
-    return Why(neuron=reason.ref, label=neuron_label(engine, reason.ref),
-               contribution=reason.contribution)
+        return Why.model_construct(neuron=None, knob=reason.ref,
+                                   label=knobs[reason.ref].label,
+                                   contribution=reason.contribution)
+    return Why.model_construct(neuron=reason.ref, knob=None,
+                               label=neuron_label(engine, reason.ref),
+                               contribution=reason.contribution)
 
 
 def user_code(engine: Engine, user_id: int) -> CodeOut:

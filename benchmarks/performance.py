@@ -181,13 +181,14 @@ def _wrk(base: str, bodies: list[dict[str, Any]], clients: int, seconds: float
             "errors": int(errors), "client": "wrk"}
 
 
-def http_benchmark(bundle: Path, seconds: float) -> dict[str, Any]:
-    """uvicorn in its own process on loopback; knob changes for warm users."""
+def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]:
+    """uvicorn (`workers` processes) on loopback; knob changes for warm users."""
     port = 8799
     env = {**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu"}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app",
                              "--factory", "--host", "127.0.0.1", "--port", str(port),
-                             "--log-level", "warning"], env=env, cwd=REPO)
+                             "--workers", str(workers), "--log-level", "warning"],
+                            env=env, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -206,8 +207,10 @@ def http_benchmark(bundle: Path, seconds: float) -> dict[str, Any]:
         bodies = [{"user": u, "n": 20, "knobs": [
             {"concept": c, "alpha": float(rng.uniform(0, 0.3))}
             for c in ("drama", "comedy")]} for u in users for _ in range(4)]
-        for b in bodies:                                   # warm: user states and rows
-            httpx.post(f"{base}/api/v1/recommendations", json=b).raise_for_status()
+        for _ in range(2 * workers):        # warm every worker: user states and rows
+            with httpx.Client(base_url=base) as warm:
+                for b in bodies:
+                    warm.post("/api/v1/recommendations", json=b).raise_for_status()
         out = {}
         for c in (1, 8, 64):
             out[f"c{c}"] = (_wrk(base, bodies, c, seconds) if shutil.which("wrk")
@@ -223,6 +226,8 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=REPO / "bundles" / "ml-latest-small")
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP level")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="uvicorn worker processes (one per core here)")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "performance")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -234,7 +239,7 @@ def main() -> None:
     elsa, sae, hist = synthetic_25m(rng)
     knob["ml-25m-synthetic"] = knob_change(elsa, sae, hist, args.changes, rng)
     torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
-    http = http_benchmark(args.bundle, args.seconds)
+    http = {"workers": args.workers, **http_benchmark(args.bundle, args.seconds, args.workers)}
     report = {"knob_change_ms": knob, "http": http,
               "targets": {"knob_p50_ms": {"ml-latest-small": 0.2, "ml-25m-synthetic": 0.5},
                           "speedup_vs_naive": 40, "within_floor": 3,
@@ -250,10 +255,13 @@ def main() -> None:
                      f"{k['naive_p50'] / k['p50']:.0f} | {k['floor_p50']:.3f} | "
                      f"{k['p50'] / k['floor_p50']:.1f} |")
     client = "wrk" if shutil.which("wrk") else "httpx (asyncio)"
-    lines += ["", "JSON API, uvicorn on loopback (one worker process, uvloop + httptools), "
-              f"knob changes for 50 warm users; load from {client} on the same 2 cores:", "",
+    lines += ["", f"JSON API, uvicorn on loopback ({args.workers} worker processes, uvloop + "
+              f"httptools), knob changes for 50 warm users; load from {client} on the same "
+              "2 cores:", "",
               "| clients | p50 ms | p99 ms | requests/s | errors |", "|---|---|---|---|---|"]
     for c, h in http.items():
+        if c == "workers":
+            continue
         lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['rps']:.0f} | "
                      f"{h['errors']} |")
     lines += ["", "`.venv/bin/python -m benchmarks.performance`"]
