@@ -126,6 +126,11 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
     tags only). Names are normalised (`normalize`), equal names of different sources are
     one concept (its kind: see KINDS), and a concept is kept if it is applied to at least
     `min_items` distinct items.
+
+    A name that only ever comes from tags must also show that more than one person uses
+    it: two MovieLens users, or a HetRec movie it was applied to by two users (HetRec's
+    weight), or two applications to one item in the catalog's `tags`. That drops personal
+    filing tags ("foqam", "tumeys dvds") that one user put on hundreds of films.
     """
     unknown = set(kinds) - set(KINDS)
     if unknown:
@@ -144,10 +149,14 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
         ("country", _catalog_pairs(catalog, "countries")),
         ("tag", _catalog_pairs(catalog, "hetrec_tags")),
     ]
+    shared: set[str] = set()          # tag names with evidence of two or more people
     if tag_events is not None:
         events = tag_events
         if len(exclude_users):
             events = events.loc[~events["user"].isin(np.asarray(exclude_users))]
+        taggers = events.assign(name=events["tag"].astype(str).map(normalize)).groupby(
+            "name")["user"].nunique()
+        shared.update(taggers.index[taggers >= 2])
         row_of = pd.Series(np.arange(n_items), index=catalog["item"].to_numpy())
         rows = row_of.reindex(events["item"].to_numpy()).to_numpy()
         known = ~np.isnan(rows)
@@ -168,7 +177,10 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
                 continue
             cells[name][row] += count
             kind_items[name][kind].add(row)
-    names = sorted(n for n, items in cells.items() if len(items) >= min_items)
+            if kind == "tag" and (count >= 2 or cells[name][row] >= 2 and tag_events is None):
+                shared.add(name)
+    names = sorted(n for n, items in cells.items() if len(items) >= min_items
+                   and (name_has_other_kind(kind_items[n]) or n in shared))
     rows_, cols, vals = [], [], []
     for r, name in enumerate(names):
         for item, count in cells[name].items():
@@ -179,6 +191,11 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
                            shape=(len(names), n_items))
     counts.sort_indices()
     return ConceptVocabulary(names, [_kind(kind_items[n]) for n in names], counts)
+
+
+def name_has_other_kind(items_by_kind: dict[str, set[int]]) -> bool:
+    """Whether a concept comes from anything besides tags (a genre, a director, ...)."""
+    return any(k != "tag" for k in items_by_kind)
 
 
 def _kind(items_by_kind: dict[str, set[int]]) -> str:

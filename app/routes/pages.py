@@ -132,7 +132,7 @@ def steer(request: Request, engine: EngineDep, user: int | None = None,
         state = engine.profile(service.item_indices(engine, items))
         history_ids = state.inputs
     cmap = engine.bundle.concepts
-    if reset or not (kid or add or request.query_params.get("seeded")):
+    if reset or not (kid or request.query_params.get("seeded")):
         own = sorted(state.scores.active.items(), key=lambda kv: -kv[1])[:DEFAULT_KNOBS]
         kid = [f"n:{nn}" for nn, _ in own]
         ka, kd = ["0"] * len(kid), ["more"] * len(kid)

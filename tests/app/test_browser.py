@@ -75,10 +75,12 @@ def test_steer_page_in_chromium(base_url: str) -> None:
         page.locator("#concept-results li a", has_text=concept).first.click()
         page.wait_for_selector(f'.knob[data-key="c:{concept}"]')
         knob = page.locator(f'.knob[data-key="c:{concept}"]')
-        assert knob.locator("output").inner_text() == "0.10"
+        number = knob.locator("input.num")
+        assert number.input_value() == "0.10"
 
         # drag its slider to the right end and wait for the swap
         slider = knob.locator('input[type="range"]')
+        slider.scroll_into_view_if_needed()
         box = slider.bounding_box()
         assert box is not None
         with page.expect_response(re.compile(r"/steer\?")) as response:
@@ -92,7 +94,7 @@ def test_steer_page_in_chromium(base_url: str) -> None:
             "document.querySelector('#steered').innerText !== "
             "document.querySelector('#unsteered').innerText")
         page.wait_for_load_state("networkidle")
-        assert float(knob.locator("output").inner_text()) > 0.9
+        assert float(number.input_value()) > 0.9
         after = steered.all_inner_texts()
         assert share(after, concept) >= start + 0.3, (start, after)
         assert page.locator("#steered .moved").count() > 0
@@ -103,7 +105,17 @@ def test_steer_page_in_chromium(base_url: str) -> None:
         slider.focus()
         page.keyboard.press("Home")
         page.wait_for_load_state("networkidle")
-        assert knob.locator("output").inner_text() in ("0", "0.00")
+        assert number.input_value() == "0.00"
+        assert page.locator("#steered li a").all_inner_texts() == before
+
+        # the number box clamps to the range and moves the slider
+        with page.expect_response(re.compile(r"/steer\?")):
+            number.fill("1.7")
+            number.press("Enter")
+            number.blur()
+        page.wait_for_load_state("networkidle")
+        assert number.input_value() == "1.00" and slider.input_value() == "1"
+        assert share(page.locator("#steered li a").all_inner_texts(), concept) >= start + 0.3
 
         # reset all
         page.click("#reset")

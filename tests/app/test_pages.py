@@ -60,6 +60,7 @@ def test_moving_a_knob_returns_the_fragment_with_movement(client: TestClient) ->
 def test_add_remove_and_reset(client: TestClient) -> None:
     page = client.get("/steer", params={"user": 1, "add": "c:concept-2"}).text
     assert 'value="c:concept-2"' in page
+    assert len(re.findall(r'name="kid" value="n:', page)) > 0     # own knobs kept
     remove = re.search(r'href="/steer\?([^"]*remove=c%3Aconcept-2)"', page)
     assert remove
     after = client.get("/steer?" + remove.group(1).replace("&amp;", "&")).text

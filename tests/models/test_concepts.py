@@ -75,10 +75,25 @@ def test_a_merged_concept_shows_as_the_kind_with_most_items() -> None:
 
 
 def test_vocabulary_drops_excluded_users_tags() -> None:
-    events = pd.DataFrame({"user": [1, 2, 2], "item": [10, 11, 13], "tag": ["x", "x", "x"]})
-    assert "x" in build_vocabulary(catalog(), events, min_items=3).names
+    events = pd.DataFrame({"user": [1, 3, 2, 2], "item": [10, 12, 11, 13],
+                           "tag": ["x", "x", "x", "x"]})
+    assert "x" in build_vocabulary(catalog(), events, min_items=4).names
     v = build_vocabulary(catalog(), events, exclude_users=[2], min_items=1)
-    assert v.counts.toarray()[v.index("x")].tolist() == [1, 0, 0, 0, 0, 0]
+    assert v.counts.toarray()[v.index("x")].tolist() == [1, 0, 1, 0, 0, 0]
+
+
+def test_a_tag_only_one_person_uses_is_not_a_concept() -> None:
+    events = pd.DataFrame({"user": [7] * 5 + [1, 2], "item": [10, 11, 12, 13, 14, 10, 11],
+                           "tag": ["my dvds"] * 5 + ["noir", "noir"]})
+    cat = catalog()
+    cat["hetrec_tags"] = [[("foqam", 1)], [("foqam", 1)], [("foqam", 1), ("dark", 2)],
+                          [("dark", 1)], [], []]
+    v = build_vocabulary(cat, events, min_items=2)
+    assert "my dvds" not in v.names and "foqam" not in v.names
+    assert "noir" in v.names and "dark" in v.names
+    # a name that is also a genre or a director stays whoever tags it
+    events = pd.DataFrame({"user": [7, 7], "item": [10, 12], "tag": ["ridley scott"] * 2})
+    assert "ridley scott" in build_vocabulary(catalog(), events, min_items=2).names
 
 
 def test_vocabulary_kinds_and_errors() -> None:
@@ -162,7 +177,7 @@ def test_knobs_label_prefers_an_enriched_precise_concept() -> None:
     cat = pd.DataFrame({"item": np.arange(n), "title": [""] * n,
                         "year": pd.array([None] * n, dtype="Int64"),
                         "genres": [["x"]] * 10 + [["w"]] * 30,
-                        "hetrec_tags": [[("y", 1)]] * 2 + [[]] * 38})
+                        "hetrec_tags": [[("y", 2)]] * 2 + [[]] * 38})
     vocab = build_vocabulary(cat, None, min_items=2)
     s = np.zeros((n, 3), dtype=np.float32)
     s[:10, 0] = 1.0                       # neuron 0: the ten x items (two of them y)
