@@ -44,17 +44,6 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _nan_to_none(value: Any) -> Any:
-    """JSON has no NaN: unknown numbers (a dead neuron's precision) become null."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    return value
-
-
 def _threads() -> None:
     import torch
 
@@ -207,10 +196,9 @@ def steer_eval(dataset: str, folds: int, json_path: Path, md_path: Path, plot_pa
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
 def inspect(bundle_dir: Path, neuron: int | None, top: int, as_json: bool) -> None:
     """Show knobs: label, concepts, items lifted and activating, density, neighbours."""
-    import dataclasses
 
     from models.bundle import BundleError, load_bundle
-    from models.neurons import describe_neuron, format_view, most_used
+    from models.neurons import describe_neuron, format_view, most_used, view_dict
 
     try:
         bundle = load_bundle(bundle_dir)
@@ -219,8 +207,8 @@ def inspect(bundle_dir: Path, neuron: int | None, top: int, as_json: bool) -> No
     except (BundleError, ValueError) as exc:
         _fail(exc)
     if as_json:
-        click.echo(json.dumps(_nan_to_none([dataclasses.asdict(v) for v in views]), indent=2,
-                              ensure_ascii=False, allow_nan=False))
+        click.echo(json.dumps([view_dict(v) for v in views], indent=2, ensure_ascii=False,
+                              allow_nan=False))
     else:
         click.echo("\n".join(format_view(v) for v in views), nl=False)
 
@@ -239,7 +227,6 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None) -> 
     from app.main import StartupError, create_app, load_engine
     from app.settings import Settings
 
-    _threads()
     overrides: dict[str, Any] = {}
     if bundle_dir is not None:
         overrides["bundle"] = bundle_dir

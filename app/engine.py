@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ from models.steering import (
     steered_scores,
     user_scores,
 )
+from models.train import embed_rows
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class _Batcher:
         self._encode, self._n_items = encode, n_items
         self._max, self._window = max_batch, window_s
         self._queue: queue.Queue[tuple[np.ndarray, Future[UserState]]] = queue.Queue()
-        self.batches: list[int] = []          # sizes of the batches run (for tests, stats)
+        self.batches: deque[int] = deque(maxlen=1024)   # sizes of the latest batches run
         self._thread = threading.Thread(target=self._run, name="knobs-batcher", daemon=True)
         self._thread.start()
 
@@ -193,12 +194,11 @@ class Engine:
         """External item id -> index."""
         row_bytes = 4 * self.n_items
         self._rows: LRU[int, torch.Tensor] = LRU(row_cache_bytes / row_bytes)
-        self._knob_rows: LRU[tuple[int, ...], torch.Tensor] = LRU(4096)
+        self._knob_rows: LRU[tuple[int, ...], torch.Tensor] = LRU(row_cache_bytes / row_bytes)
         self._users: LRU[Hashable, UserState] = LRU(user_cache)
         self._batcher = _Batcher(self._encode_batch, self.n_items)
         self._codes: sp.csc_matrix | None = None
         self._codes_lock = threading.Lock()
-        self.cold_encodes = 0
 
     # -- users -------------------------------------------------------------------------
 
@@ -212,7 +212,6 @@ class Engine:
             mask = x[r] > 0
             out.append(UserState(s, torch.nonzero(mask).ravel().cpu().numpy(), mask,
                                  s.offset + s.std * s.latent))
-        self.cold_encodes += x.shape[0]
         return out
 
     def user(self, index: int) -> UserState:
@@ -335,12 +334,11 @@ class Engine:
         with self._codes_lock:
             if self._codes is None:
                 matrix = self.bundle.interactions.matrix
-                parts = []
-                for start in range(0, matrix.shape[0], 256):
-                    x = torch.from_numpy(matrix[start:start + 256].toarray()).to(self.device)
-                    parts.append(self.sae.encode(self.elsa.encode(x)).code.cpu().numpy())
-                codes = np.concatenate(parts) if parts else np.zeros((0, self.sae.h))
-                self._codes = sp.csc_matrix(codes)
+                parts = [sp.csr_matrix(self.sae.encode(
+                    embed_rows(self.elsa, matrix[s:s + 256], self.device)).code.cpu().numpy())
+                    for s in range(0, matrix.shape[0], 256)]
+                self._codes = (sp.vstack(parts).tocsc() if parts
+                               else sp.csc_matrix((0, self.sae.h)))
         return np.asarray(self._codes[:, neuron].todense()).ravel()
 
     def warm_up(self) -> None:

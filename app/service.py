@@ -22,6 +22,7 @@ from app.schemas import (
     Why,
 )
 from models.concepts import normalize
+from models.neurons import NeuronView, describe_neuron
 from models.steering import Knob
 
 CONCEPT_NEURONS = 10
@@ -68,6 +69,18 @@ def knob_title(engine: Engine, neuron: int) -> str:
     return f"{label} · {paper}" if paper and paper != label else label
 
 
+def check_neuron(engine: Engine, neuron: int) -> None:
+    h = engine.bundle.concepts.h
+    if not 0 <= neuron < h:
+        raise NotFound(f"unknown knob {neuron} (this bundle has neurons 0..{h - 1})")
+
+
+def describe(engine: Engine, neuron: int) -> NeuronView:
+    """What a knob page and /api/v1/knobs/{n} show; NotFound if there is no such neuron."""
+    check_neuron(engine, neuron)
+    return describe_neuron(engine.bundle, neuron)
+
+
 def concept_neurons(engine: Engine, name: str) -> tuple[int, list[int]]:
     cmap = engine.bundle.concepts
     try:
@@ -83,12 +96,10 @@ def concept_neurons(engine: Engine, name: str) -> tuple[int, list[int]]:
 
 
 def knobs_from(engine: Engine, knobs: Sequence[KnobIn]) -> tuple[list[Knob], list[KnobOut]]:
-    h = engine.bundle.concepts.h
     out, shown = [], []
     for k in knobs:
         if k.neuron is not None:
-            if k.neuron >= h:
-                raise NotFound(f"unknown knob {k.neuron} (this bundle has neurons 0..{h - 1})")
+            check_neuron(engine, k.neuron)
             neurons, label = [k.neuron], neuron_label(engine, k.neuron)
         else:
             c, neurons = concept_neurons(engine, k.concept or "")

@@ -23,7 +23,3 @@ class Settings(BaseSettings):
     """User states kept (code, scores)."""
     torch_threads: int = Field(default=1, ge=1)
     """Torch intra-op threads of the server process (its ops are small)."""
-    max_knobs: int = 32
-    """Knobs per request, at most."""
-    max_profile_items: int = 500
-    """Liked items of an ad-hoc profile, at most."""

@@ -1,14 +1,22 @@
-"""What the K-fold benchmarks share: their command line and their set-up."""
+"""What the benchmarks share: the K-fold command line and set-up, report writing, and a
+server to measure."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
 
 from models.config import TrainConfig, defaults_for
@@ -56,3 +64,37 @@ def write_reports(out: Path, report: dict[str, Any], lines: list[str]) -> None:
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+@contextmanager
+def serve(bundle: Path, port: int, *uvicorn_args: str, timeout: float = 120.0
+          ) -> Iterator[str]:
+    """The app on 127.0.0.1:`port` (uvicorn in its own process, on the CPU) serving
+    `bundle`; yields its base URL once /readyz answers 200. Raises if the server exits
+    or is not ready within `timeout` s; stops it on the way out."""
+    env = {**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app",
+                             "--factory", "--host", "127.0.0.1", "--port", str(port),
+                             "--log-level", "warning", *uvicorn_args], env=env, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with status {proc.returncode}")
+            if time.time() > deadline:
+                raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

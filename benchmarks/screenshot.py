@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.common import REPO, serve
 
 
 def main() -> None:
@@ -24,19 +19,7 @@ def main() -> None:
     parser.add_argument("--url", default="/steer?user=1&add=c:horror")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "screenshot-steer.png")
     args = parser.parse_args()
-    port = 8797
-    env = {**os.environ, "KNOBS_BUNDLE": str(args.bundle), "KNOBS_DEVICE": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app",
-                             "--factory", "--port", str(port), "--log-level", "warning"],
-                            env=env, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with serve(args.bundle, 8797) as base:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
@@ -55,10 +38,7 @@ def main() -> None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out))
             browser.close()
-        print(f"wrote {args.out}")
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

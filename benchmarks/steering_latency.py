@@ -18,7 +18,6 @@ request on a busy server gets.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 from benchmarks.common import write_reports
 from models.bundle import load_bundle
+from models.evaluate import machine_info
 from models.metrics import top_n
 from models.steering import (
     Knob,
@@ -75,6 +75,7 @@ def main() -> None:
     with torch.no_grad():
         for u in users:
             x = torch.from_numpy(b.interactions.matrix[int(u)].toarray())
+            mask = x > 0
             t0 = time.perf_counter()
             code, mean, std = sae.encode(elsa.encode(x))
             user = user_scores(elsa, sae, basis, code[0], mean, std)
@@ -112,7 +113,7 @@ def main() -> None:
                 scores = steered_scores(user, knobs, knob_rows, neuron_rows)
                 fast[kind].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                top_n(torch.relu(scores - x[0])[None], 20, exclude=x > 0)
+                top_n(scores[None], 20, exclude=mask)
                 topn.append(time.perf_counter() - t0)
                 results.append(scores)
             for (_, knobs), scores in zip(changes, results, strict=True):   # full decode
@@ -129,8 +130,7 @@ def main() -> None:
         "full_decode": _us(full), "top20": _us(topn),
         "session_start": _us(start), "max_abs_difference_fast_vs_full": max_err,
         "target_us": 1000.0, "threads": 1,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine_info(torch.device("cpu")),
     }
     f, d, t = report["fast"], report["full_decode"], report["top20"]
     fc = report["fast_concept_knobs"]

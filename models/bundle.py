@@ -269,6 +269,8 @@ def _load_concepts(path: Path, h: int, n_items: int) -> ConceptMap:
             or len(names) != len(kinds) or not all(isinstance(n, str) for n in names)):
         raise BundleError(f"{path / 'concepts.json'}: needs lists 'names' and 'kinds' of "
                           "equal length")
+    if any(a >= b for a, b in zip(names, names[1:], strict=False)):
+        raise BundleError(f"{path / 'concepts.json'}: 'names' must be sorted and distinct")
     sizes = {"h": h, "C": len(names)}
     expected = {name: (tuple(sizes[d] if isinstance(d, str) else d for d in shape), dtype)
                 for name, (shape, dtype) in _CONCEPT_ARRAYS.items()}

@@ -35,6 +35,7 @@ Everything here is numpy / scipy / torch; `ConceptMap` is what a bundle stores.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -72,6 +73,15 @@ def normalize(text: str) -> str:
     return _SPACE.sub(" ", str(text)).strip().lower()
 
 
+def concept_row(names: list[str], name: str) -> int:
+    """Row of `name` (normalised) in a sorted list of concept names; KeyError naming it."""
+    key = normalize(name)
+    row = bisect.bisect_left(names, key)
+    if row == len(names) or names[row] != key:
+        raise KeyError(f"no concept named {key!r}")
+    return row
+
+
 @dataclass(frozen=True)
 class ConceptVocabulary:
     """names: normalised concept names; kinds: one of KINDS per name; counts: C
@@ -88,11 +98,7 @@ class ConceptVocabulary:
 
     def index(self, name: str) -> int:
         """Row of a concept by (normalised) name; KeyError naming it if absent."""
-        key = normalize(name)
-        try:
-            return self.names.index(key)
-        except ValueError:
-            raise KeyError(f"no concept named {key!r} in the vocabulary") from None
+        return concept_row(self.names, name)
 
     @property
     def carries(self) -> sp.csr_matrix:
@@ -209,15 +215,11 @@ def item_codes(backbone: ELSA | MultVAE, sae: SparseAutoencoder, n_items: int,
                device: torch.device, batch_size: int = 1024) -> sp.csr_matrix:
     """S [items, h] CSR float32: the SAE code of every item's one-hot (§5), the SAE in
     eval mode (as it serves users)."""
-    backbone.eval()
     sae.eval()
-    parts = []
-    for start in range(0, n_items, batch_size):
-        stop = min(start + batch_size, n_items)
-        x = torch.zeros(stop - start, n_items, device=device)
-        x[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-        code = sae.encode(backbone.encode(x)).code
-        parts.append(sp.csr_matrix(code.cpu().numpy()))
+    onehots = embed_rows(backbone, sp.identity(n_items, dtype=np.float32, format="csr"),
+                         device, batch_size)
+    parts = [sp.csr_matrix(sae.encode(onehots[s:s + batch_size]).code.cpu().numpy())
+             for s in range(0, n_items, batch_size)]
     return sp.vstack(parts).tocsr().astype(np.float32)
 
 
@@ -303,11 +305,7 @@ class ConceptMap:
 
     def concept(self, name: str) -> int:
         """Row of a concept by name (normalised); KeyError naming it if absent."""
-        key = normalize(name)
-        try:
-            return self.names.index(key)
-        except ValueError:
-            raise KeyError(f"no concept named {key!r}") from None
+        return concept_row(self.names, name)
 
     def neurons_for(self, concept: int, method: str, n: int = 1) -> np.ndarray:
         """The neuron set N(c) of a concept: method "best" (best characterizes), "unique"

@@ -4,7 +4,9 @@ web app's knob pages show the same."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,6 +102,23 @@ def describe_neuron(bundle: Bundle, neuron: int, items: int = 10, neighbours: in
                     for c, j in zip(near.values.tolist(), near.indices.tolist(),
                                     strict=True)],
     )
+
+
+def view_dict(v: NeuronView) -> dict[str, Any]:
+    """The view as JSON-ready data: unknown numbers (a dead neuron's precision, NaN) are
+    None, since JSON has no NaN."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and value != value:
+            return None
+        if isinstance(value, dict):
+            return {k: clean(x) for k, x in value.items()}
+        if isinstance(value, list):
+            return [clean(x) for x in value]
+        return value
+
+    out: dict[str, Any] = clean(dataclasses.asdict(v))
+    return out
 
 
 def format_view(v: NeuronView) -> str:

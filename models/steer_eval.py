@@ -48,7 +48,7 @@ from models.data.interactions import HeldOut, Interactions, kfold_splits
 from models.elsa import ELSA
 from models.evaluate import machine_info
 from models.metrics import mean_se, recall_ndcg_at_k, top_n
-from models.sae import SparseAutoencoder
+from models.sae import SAECode, SparseAutoencoder
 from models.steering import steer_toward
 from models.train import dense_rows, embed_rows, make_sae, train_elsa, train_sae
 
@@ -104,20 +104,17 @@ def _neuron_sets(cmap: ConceptMap, concepts: np.ndarray, method: str) -> torch.T
 
 
 @torch.no_grad()
-def _rank(elsa: ELSA, sae: SparseAutoencoder, x: torch.Tensor, neurons: torch.Tensor,
-          alpha: float) -> np.ndarray:
-    code, mean, std = sae.encode(elsa.encode(x))
-    z = steer_toward(code, neurons.to(x.device), alpha)
-    scores = torch.relu(elsa.decode(sae.decode(z, mean, std)) - x)
+def _rank(elsa: ELSA, sae: SparseAutoencoder, x: torch.Tensor, code: SAECode,
+          neurons: torch.Tensor, alpha: float) -> np.ndarray:
+    """Top K of the users' codes (`code`, encoded once per fold) steered toward `neurons`."""
+    z = steer_toward(code.code, neurons.to(x.device), alpha)
+    scores = torch.relu(elsa.decode(sae.decode(z, code.mean, code.std)) - x)
     return top_n(scores, K, exclude=x > 0).cpu().numpy()
 
 
-@torch.no_grad()
-def _rerank(elsa: ELSA, sae: SparseAutoencoder, x: torch.Tensor, concept_items: torch.Tensor,
+def _rerank(scaled: torch.Tensor, x: torch.Tensor, concept_items: torch.Tensor,
             alpha: float) -> np.ndarray:
-    code, mean, std = sae.encode(elsa.encode(x))
-    scores = torch.relu(elsa.decode(sae.decode(code, mean, std)) - x)
-    scaled = scores / scores.amax(dim=-1, keepdim=True).clamp_min(1e-12)
+    """The baseline: unsteered scores scaled to [0, 1] per user, mixed with the concept."""
     mixed = (1 - alpha) * scaled + alpha * concept_items
     return top_n(mixed, K, exclude=x > 0).cpu().numpy()
 
@@ -155,12 +152,16 @@ def steering_curves(elsa: ELSA, sae: SparseAutoencoder, cmap: ConceptMap,
     out.target_kinds = {str(k): int(v) for k, v in kinds.items()}
     x = dense_rows(inputs, np.arange(len(keep)), device)
     items = torch.from_numpy(carries[concepts].toarray().astype(np.float32)).to(device)
+    with torch.no_grad():
+        code = sae.encode(elsa.encode(x))                 # once: the refit is the cost
+        plain = torch.relu(elsa.decode(sae.decode(code.code, code.mean, code.std)) - x)
+        scaled = plain / plain.amax(dim=-1, keepdim=True).clamp_min(1e-12)
     for method in methods:
         out.personal[method], out.segment[method] = {}, {}
         neurons = _neuron_sets(cmap, concepts, method) if method != "rerank" else None
         for a in alphas:
-            ranked = (_rerank(elsa, sae, x, items, a) if neurons is None
-                      else _rank(elsa, sae, x, neurons, a))
+            ranked = (_rerank(scaled, x, items, a) if neurons is None
+                      else _rank(elsa, sae, x, code, neurons, a))
             out.personal[method][a] = recall_ndcg_at_k(ranked, personal_t, K)[1]
             out.segment[method][a] = recall_ndcg_at_k(ranked, seg, K)[1]
     return out

@@ -3,7 +3,6 @@ search. Documented at /docs."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
@@ -12,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app import service
 from app.deps import EngineDep
 from app.schemas import CodeOut, ConceptOut, ItemOut, RecommendIn, RecommendOut, UserOut
-from models.neurons import describe_neuron
+from models.neurons import view_dict
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -55,10 +54,7 @@ def concepts(engine: EngineDep, q: str = Query(..., min_length=1, max_length=200
 def knob(neuron: int, engine: EngineDep) -> dict[str, Any]:
     """A neuron: labels, concepts, items it lifts and that activate it, density,
     neighbours."""
-    h = engine.bundle.concepts.h
-    if not 0 <= neuron < h:
-        raise service.NotFound(f"unknown knob {neuron} (this bundle has neurons 0..{h - 1})")
-    return dataclasses.asdict(describe_neuron(engine.bundle, neuron))
+    return view_dict(service.describe(engine, neuron))
 
 
 @router.get("/items", response_model=list[ItemOut])

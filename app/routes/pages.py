@@ -16,7 +16,6 @@ from app.deps import EngineDep
 from app.engine import Engine
 from app.htmx import TEMPLATES, render
 from app.schemas import MAX_KNOBS, KnobIn, RecommendIn
-from models.neurons import describe_neuron
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 IntList = Annotated[list[int] | None, Query()]
@@ -125,13 +124,8 @@ def steer(request: Request, engine: EngineDep, user: int | None = None,
         raise PageError("give a user or at least three liked items")
     if user is None and len(items) < 3:
         raise PageError(f"items: pick at least three liked titles, got {len(items)}")
-    if user is not None:
-        state = engine.user(service.user_index(engine, user))
-        history_ids = state.inputs
-    else:
-        state = engine.profile(service.item_indices(engine, items))
-        history_ids = state.inputs
-    cmap = engine.bundle.concepts
+    state = (engine.user(service.user_index(engine, user)) if user is not None
+             else engine.profile(service.item_indices(engine, items)))
     if reset or not (kid or request.query_params.get("seeded")):
         own = sorted(state.scores.active.items(), key=lambda kv: -kv[1])[:DEFAULT_KNOBS]
         kid = [f"n:{nn}" for nn, _ in own]
@@ -158,14 +152,13 @@ def steer(request: Request, engine: EngineDep, user: int | None = None,
     base = {"user": user, "n": n, "seeded": 1}
     base_items = [("items", i) for i in items]
     qs = _query(base, rows) + ("&" + urlencode(base_items) if base_items else "")
-    history = [service.item_out(engine, int(i)) for i in history_ids]
+    history = [service.item_out(engine, int(i)) for i in state.inputs]
     context = {
         "user": user, "items": items, "n": n, "rows": rows, "recs": recs,
         "history": history, "query": qs, "more_total": more, "scaled": scale < 1.0,
         "high": sum(r.alpha > HIGH for r in rows) >= 2,
         "base_query": urlencode([(k, v) for k, v in base.items() if v is not None]
                                 + base_items),
-        "neuron_count": cmap.h,
     }
     return render(request, "steer.html", "_recs.html", context)
 
@@ -181,10 +174,7 @@ def concepts(request: Request, engine: EngineDep, q: str = Query("", max_length=
 
 @router.get("/knobs/{neuron}")
 def knob(request: Request, neuron: int, engine: EngineDep) -> Response:
-    h = engine.bundle.concepts.h
-    if not 0 <= neuron < h:
-        raise service.NotFound(f"unknown knob {neuron} (this bundle has neurons 0..{h - 1})")
-    view = describe_neuron(engine.bundle, neuron)
+    view = service.describe(engine, neuron)
     values = engine.activations(neuron)
     return TEMPLATES.TemplateResponse(request, "pages/knob.html", {
         "v": view, "histogram": histogram(values), "users": len(values)})

@@ -103,7 +103,8 @@ def test_steer_page_in_chromium(base_url: str) -> None:
 
         # keyboard: the slider is operable without a mouse
         slider.focus()
-        page.keyboard.press("Home")
+        with page.expect_response(re.compile(r"/steer\?")):     # after htmx's debounce
+            page.keyboard.press("Home")
         page.wait_for_load_state("networkidle")
         assert number.input_value() == "0.00"
         assert page.locator("#steered li a").all_inner_texts() == before

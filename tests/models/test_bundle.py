@@ -240,6 +240,13 @@ def test_concept_names_and_arrays_must_agree(bundle: Path) -> None:
     update_manifest(bundle, "concepts.json")
     with pytest.raises(BundleError, match=r"concepts\.json.*equal length"):
         load_bundle(bundle)
+    meta = json.loads(f.read_text())
+    meta["names"] = meta["names"][:len(meta["kinds"])]
+    meta["names"][0], meta["names"][1] = meta["names"][1], meta["names"][0]  # unsorted
+    f.write_text(json.dumps(meta))
+    update_manifest(bundle, "concepts.json")
+    with pytest.raises(BundleError, match=r"concepts\.json.*sorted and distinct"):
+        load_bundle(bundle)
 
 
 def test_concept_map_must_fit_the_sae(tmp_path: Path, interactions: Interactions,
