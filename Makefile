@@ -15,7 +15,8 @@ export KNOBS_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: install frontend browser demo data bundle test lint report steering bench clean
+.PHONY: install frontend browser demo data bundle migrate test lint report steering bench \
+	durability clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,12 +53,17 @@ $(BUNDLE)/manifest.json: | $(VENV)/.installed
 
 bundle: $(BUNDLE)/manifest.json
 
-# Trains a bundle if there is none, then serves the app on http://127.0.0.1:8000.
-demo: data bundle frontend
+# The database: SQLite at data/knobs.db unless KNOBS_DATABASE_URL names another
+# (postgresql+psycopg://user@host/db for several replicas).
+migrate: install
+	$(BIN)/alembic upgrade head
+
+# Trains a bundle if there is none, migrates, then serves the app on http://127.0.0.1:8000.
+demo: data bundle frontend migrate
 	$(BIN)/knobs serve --bundle $(BUNDLE) --host 127.0.0.1 --port 8000
 
 lint: install
-	$(BIN)/ruff check app models tests benchmarks
+	$(BIN)/ruff check app models tests benchmarks migrations
 	$(BIN)/mypy
 
 test: lint frontend browser

@@ -224,7 +224,7 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None) -> 
     """Serve the web app and the JSON API (docs at /docs)."""
     import uvicorn
 
-    from app.main import StartupError, create_app, load_engine
+    from app.main import StartupError, create_app, load_engine, open_database
     from app.settings import Settings
 
     overrides: dict[str, Any] = {}
@@ -235,6 +235,8 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None) -> 
     settings = Settings(**overrides)
     try:
         engine = load_engine(settings)
+        db, _ = open_database(settings)        # migrated? (make migrate / alembic upgrade head)
+        db.dispose()
     except StartupError as exc:
         _fail(exc)
     click.echo(f"serving {settings.bundle} on http://{host}:{port} ({engine.device})")

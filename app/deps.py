@@ -1,4 +1,5 @@
-"""Annotated dependency aliases: handlers receive the engine and settings, never globals."""
+"""Annotated dependency aliases: handlers receive the engine, settings, database and
+visitor, never globals; CSRF and the admin check are dependencies too (one place each)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.db.session import Database
 from app.engine import Engine
+from app.security import check_csrf, require_admin, visitor
 from app.settings import Settings
 
 
@@ -20,5 +23,17 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DbDep = Annotated[Database, Depends(get_db)]
+VisitorDep = Annotated[str, Depends(visitor)]
+"""The visitor id (a new one, and its signed cookie, if the request had none)."""
+Csrf = Depends(check_csrf)
+"""For state-changing form routes: `dependencies=[Csrf]`."""
+Admin = Depends(require_admin)
+"""For admin routes: `dependencies=[Admin]`."""

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from fastapi import FastAPI, Request
@@ -13,13 +14,19 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from app.db import queries
+from app.db.session import Database, DatabaseError
 from app.engine import Engine
 from app.htmx import TEMPLATES, is_htmx
-from app.routes import api, health, pages
+from app.knobstate import KnobError
+from app.routes import admin, api, health, pages, sessions, studies
 from app.routes.pages import PageError
+from app.security import GuardMiddleware
 from app.service import NotFound
+from app.sessions import Conflict, Stale
 from app.settings import Settings
 from models.bundle import Bundle, BundleError, load_bundle
 from models.train import resolve_device
@@ -47,29 +54,51 @@ def load_engine(settings: Settings, bundle: Bundle | None = None) -> Engine:
     return engine
 
 
+def open_database(settings: Settings) -> tuple[Database, str]:
+    """The database (migrated to head) and the cookie secret; StartupError if the
+    database cannot be used."""
+    db = Database(settings.database_url)
+    try:
+        db.check_migrated()
+        if settings.secret_key:
+            return db, settings.secret_key
+        with db.write() as s:
+            return db, queries.secret(s)
+    except DatabaseError as exc:
+        db.dispose()
+        raise StartupError(str(exc)) from exc
+
+
 def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
                engine: Engine | None = None) -> FastAPI:
-    """The app; its lifespan loads `settings.bundle` (or serves the given bundle or an
-    engine already loaded) and refuses to start (StartupError) when it cannot."""
+    """The app; its lifespan opens the database (which must be migrated) and loads
+    `settings.bundle` (or serves the given bundle or an engine already loaded), and
+    refuses to start (StartupError) when it cannot."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = engine or load_engine(settings, bundle)
-        log.info("serving %s on %s", settings.bundle, app.state.engine.device)
-        yield
+        app.state.db, app.state.secret = open_database(settings)
+        try:
+            app.state.engine = engine or load_engine(settings, bundle)
+            log.info("serving %s on %s, database %s", settings.bundle,
+                     app.state.engine.device, app.state.db.safe_url)
+            yield
+        finally:
+            app.state.db.dispose()
 
     app = FastAPI(title="Knobs", version="1", lifespan=lifespan,
                   description="Steer recommendations with labelled SAE knobs.")
     app.state.settings = settings
 
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> Response:
-        return _error(request, 404, str(exc))
+    for error, status in ((NotFound, 404), (queries.Missing, 404), (PageError, 422),
+                          (KnobError, 422), (PermissionError, 403), (Conflict, 409),
+                          (Stale, 409)):
+        app.add_exception_handler(error, _handler(status))
 
-    @app.exception_handler(PageError)
-    async def bad_page_input(request: Request, exc: PageError) -> Response:
-        return _error(request, 422, str(exc))
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return _error(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -80,9 +109,21 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
 
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(sessions.api)
     app.include_router(pages.router)
+    app.include_router(sessions.router)
+    app.include_router(studies.router)
+    app.include_router(admin.router)
+    app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes,
+                       secure=settings.cookie_secure)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     return app
+
+
+def _handler(status: int) -> Any:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return _error(request, status, str(exc))
+    return handle
 
 
 def _error(request: Request, status: int, message: str) -> Response:

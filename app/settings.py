@@ -23,3 +23,15 @@ class Settings(BaseSettings):
     """User states kept (code, scores)."""
     torch_threads: int = Field(default=1, ge=1)
     """Torch intra-op threads of the server process (its ops are small)."""
+    database_url: str = "sqlite:///data/knobs.db"
+    """SQLAlchemy URL: SQLite (embedded default) or postgresql+psycopg://... for several
+    replicas. `alembic upgrade head` must have run (make demo does)."""
+    secret_key: str | None = Field(default=None, min_length=32)
+    """Signs cookies; unset: one is generated once and kept in the database, so every
+    replica shares it."""
+    admin_token: str | None = Field(default=None, min_length=16)
+    """Opens the admin pages and endpoints; unset: admin is disabled, not open."""
+    cookie_secure: bool = False
+    """Mark cookies Secure (set it behind HTTPS)."""
+    max_body_bytes: int = Field(default=64 << 10, ge=1024)
+    """Request bodies larger than this are refused with 413."""

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,35 +67,60 @@ def write_reports(out: Path, report: dict[str, Any], lines: list[str]) -> None:
     print("\n".join(lines))
 
 
-@contextmanager
-def serve(bundle: Path, port: int, *uvicorn_args: str, timeout: float = 120.0
-          ) -> Iterator[str]:
-    """The app on 127.0.0.1:`port` (uvicorn in its own process, on the CPU) serving
-    `bundle`; yields its base URL once /readyz answers 200. Raises if the server exits
-    or is not ready within `timeout` s; stops it on the way out."""
-    env = {**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app",
+def migrated_sqlite(folder: Path) -> str:
+    """A fresh SQLite database in `folder`, migrated to head."""
+    from alembic import command
+
+    from app.db.session import alembic_config
+
+    url = f"sqlite:///{folder / 'knobs.db'}"
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+def start_server(bundle: Path, port: int, database_url: str, *uvicorn_args: str
+                 ) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu",
+           "KNOBS_DATABASE_URL": database_url}
+    return subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app",
                              "--factory", "--host", "127.0.0.1", "--port", str(port),
                              "--log-level", "warning", *uvicorn_args], env=env, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with status {proc.returncode}")
-            if time.time() > deadline:
-                raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base: str, timeout: float = 120.0) -> None:
+    """Until /readyz answers 200; RuntimeError if the server exits or takes too long."""
+    deadline = time.time() + timeout
+    while True:
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode}")
+        if time.time() > deadline:
+            raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+@contextmanager
+def serve(bundle: Path, port: int, *uvicorn_args: str, timeout: float = 120.0,
+          database_url: str | None = None) -> Iterator[str]:
+    """The app on 127.0.0.1:`port` (uvicorn in its own process, on the CPU) serving
+    `bundle` with `database_url` (default: a fresh SQLite database); yields its base URL
+    once /readyz answers 200. Raises if the server exits or is not ready within
+    `timeout` s; stops it on the way out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = database_url or migrated_sqlite(Path(tmp))
+        proc = start_server(bundle, port, url, *uvicorn_args)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(proc, base, timeout)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -16,7 +16,8 @@ from benchmarks.common import REPO, serve
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, default=REPO / "bundles" / "ml-latest-small")
-    parser.add_argument("--url", default="/steer?user=1&add=c:horror")
+    parser.add_argument("--user", type=int, default=1)
+    parser.add_argument("--concept", default="horror")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "screenshot-steer.png")
     args = parser.parse_args()
     with serve(args.bundle, 8797) as base:
@@ -27,8 +28,12 @@ def main() -> None:
                 executable_path=os.environ.get("KNOBS_CHROMIUM", "/usr/bin/chromium"),
                 args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 860})
-            page.goto(base + args.url)
-            knob = page.locator(".knob").last
+            page.goto(f"{base}/steer?user={args.user}")
+            page.wait_for_function("window.htmx !== undefined")
+            page.fill("#add-q", args.concept)        # add a knob through the typeahead
+            page.locator("#concept-results li button", has_text=args.concept).first.click()
+            page.wait_for_selector(f'.knob[data-key="c:{args.concept}"]')
+            knob = page.locator(f'.knob[data-key="c:{args.concept}"]')
             knob.locator("input.num").fill("0.35")
             knob.locator("input.num").press("Enter")
             page.wait_for_load_state("networkidle")

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from alembic import command
 
+from app.db.session import alembic_config
+from app.settings import Settings
 from models.bundle import save_bundle
 from models.config import ELSAConfig, SAEConfig, TrainConfig
 from models.data.datasets import load_dataset
@@ -33,3 +36,20 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+
+
+def migrated(url: str) -> str:
+    """`url` after `alembic upgrade head`."""
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh migrated SQLite database for the module's app."""
+    return migrated(f"sqlite:///{tmp_path_factory.mktemp('db') / 'knobs.db'}")
+
+
+@pytest.fixture(scope="module")
+def settings(bundle_dir: Path, db_url: str) -> Settings:
+    return Settings(bundle=bundle_dir, device="cpu", database_url=db_url)

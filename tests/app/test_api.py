@@ -23,8 +23,8 @@ from models.data.datasets import load_dataset
 
 
 @pytest.fixture(scope="module")
-def client(bundle_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(bundle=bundle_dir, device="cpu"))) as c:
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
         yield c
 
 
@@ -175,10 +175,11 @@ def test_concurrent_cold_users_are_batched(client: TestClient) -> None:
     assert sum(batches) == len(cold) and max(batches) > 1
 
 
-def test_a_missing_or_corrupt_bundle_refuses_to_start(tmp_path: Path, bundle_dir: Path
-                                                      ) -> None:
+def test_a_missing_or_corrupt_bundle_refuses_to_start(tmp_path: Path, bundle_dir: Path,
+                                                      db_url: str) -> None:
     with pytest.raises(StartupError, match="no bundle folder there"), \
-            TestClient(create_app(Settings(bundle=tmp_path / "none", device="cpu"))):
+            TestClient(create_app(Settings(bundle=tmp_path / "none", device="cpu",
+                                           database_url=db_url))):
         pass
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -186,7 +187,8 @@ def test_a_missing_or_corrupt_bundle_refuses_to_start(tmp_path: Path, bundle_dir
         (broken / f.name).write_bytes(f.read_bytes())
     (broken / "sae.safetensors").write_bytes(b"garbage")
     with pytest.raises(StartupError, match=r"sae\.safetensors"), \
-            TestClient(create_app(Settings(bundle=broken, device="cpu"))):
+            TestClient(create_app(Settings(bundle=broken, device="cpu",
+                                           database_url=db_url))):
         pass
 
 
@@ -196,10 +198,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_real_http_on_loopback(bundle_dir: Path) -> None:
+def test_real_http_on_loopback(settings: Settings) -> None:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(
-        create_app(Settings(bundle=bundle_dir, device="cpu")), host="127.0.0.1", port=port,
+        create_app(settings), host="127.0.0.1", port=port,
         log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

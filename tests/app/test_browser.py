@@ -23,17 +23,17 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("KNOBS_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "test-artifacts"
+KNOBS = re.compile(r"/sessions/[\w-]+/knobs$")
 
 
 @pytest.fixture(scope="module")
-def base_url(bundle_dir: Path) -> Iterator[str]:
+def base_url(settings: Settings) -> Iterator[str]:
     if not (REPO / "static" / "vendor" / "htmx.min.js").exists():
         pytest.fail("static/vendor/htmx.min.js is missing: run `make frontend` (npm ci)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(bundle=bundle_dir,
-                                                               device="cpu")),
+    server = uvicorn.Server(uvicorn.Config(create_app(settings),
                                            host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -65,14 +65,14 @@ def test_steer_page_in_chromium(base_url: str) -> None:
         page.wait_for_function("window.htmx !== undefined")
         steered = page.locator("#steered li a")
         before = steered.all_inner_texts()
-        assert before == page.locator("#unsteered li a").all_inner_texts()
+        assert before == page.locator("#unsteered li").all_inner_texts()
         concept = "concept-3"
         start = share(before, concept)
 
         # add a knob through the typeahead
         page.fill("#add-q", "concept-3")
-        page.wait_for_selector("#concept-results li a")
-        page.locator("#concept-results li a", has_text=concept).first.click()
+        page.wait_for_selector("#concept-results li button")
+        page.locator("#concept-results li button", has_text=concept).first.click()
         page.wait_for_selector(f'.knob[data-key="c:{concept}"]')
         knob = page.locator(f'.knob[data-key="c:{concept}"]')
         number = knob.locator("input.num")
@@ -83,7 +83,7 @@ def test_steer_page_in_chromium(base_url: str) -> None:
         slider.scroll_into_view_if_needed()
         box = slider.bounding_box()
         assert box is not None
-        with page.expect_response(re.compile(r"/steer\?")) as response:
+        with page.expect_response(KNOBS) as response:
             page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] / 2)
             page.mouse.down()
             page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2,
@@ -98,19 +98,25 @@ def test_steer_page_in_chromium(base_url: str) -> None:
         after = steered.all_inner_texts()
         assert share(after, concept) >= start + 0.3, (start, after)
         assert page.locator("#steered .moved").count() > 0
-        assert "kid=c%3Aconcept-3" in page.url or "kid=c:concept-3" in page.url
         page.screenshot(path=str(ARTIFACTS / "steer-after-drag.png"), full_page=True)
+
+        # autosaved: a refresh resumes the same knobs and list
+        steered_now = steered.all_inner_texts()
+        page.reload()
+        page.wait_for_function("window.htmx !== undefined")
+        assert float(number.input_value()) > 0.9
+        assert steered.all_inner_texts() == steered_now
 
         # keyboard: the slider is operable without a mouse
         slider.focus()
-        with page.expect_response(re.compile(r"/steer\?")):     # after htmx's debounce
+        with page.expect_response(KNOBS):     # after htmx's debounce
             page.keyboard.press("Home")
         page.wait_for_load_state("networkidle")
         assert number.input_value() == "0.00"
         assert page.locator("#steered li a").all_inner_texts() == before
 
         # the number box clamps to the range and moves the slider
-        with page.expect_response(re.compile(r"/steer\?")):
+        with page.expect_response(KNOBS):
             number.fill("1.7")
             number.press("Enter")
             number.blur()
@@ -119,7 +125,8 @@ def test_steer_page_in_chromium(base_url: str) -> None:
         assert share(page.locator("#steered li a").all_inner_texts(), concept) >= start + 0.3
 
         # reset all
-        page.click("#reset")
+        with page.expect_response(KNOBS):
+            page.click("#reset")
         page.wait_for_load_state("networkidle")
         assert page.locator(f'.knob[data-key="c:{concept}"]').count() == 0
         assert page.locator("#steered li a").all_inner_texts() == before

@@ -1,0 +1,200 @@
+"""Cookies, CSRF, the admin token and the request-size limit.
+
+- The visitor cookie holds a random id and its HMAC: unguessable, unforgeable without the
+  server's secret, HttpOnly, SameSite=Lax (Secure behind HTTPS with KNOBS_COOKIE_SECURE).
+  Steering sessions belong to a visitor; nobody else can read or change them.
+- State-changing forms carry a CSRF token (an HMAC of the visitor id), as a form field
+  `csrf` or the header X-CSRF-Token (htmx sends it). JSON endpoints need a JSON body,
+  which a cross-site form cannot send without a CORS preflight we never grant.
+- Admin pages and endpoints need KNOBS_ADMIN_TOKEN, as `Authorization: Bearer <token>`
+  or the cookie that /admin/login sets; compared in constant time. No token configured:
+  admin is disabled, not open.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from fastapi import HTTPException, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+VISITOR_COOKIE = "knobs_visitor"
+ADMIN_COOKIE = "knobs_admin"
+COOKIE_AGE = 180 * 24 * 3600
+
+
+def new_token(nbytes: int = 32) -> str:
+    """An unguessable URL-safe id (32 bytes: 43 characters)."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def mac(secret: str, purpose: str, value: str) -> str:
+    digest = hmac.new(secret.encode(), f"{purpose}:{value}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def sign(secret: str, value: str) -> str:
+    return f"{value}.{mac(secret, 'visitor', value)}"
+
+
+def unsign(secret: str, cookie: str | None) -> str | None:
+    """The visitor id in a signed cookie, None if absent or tampered with."""
+    if not cookie or "." not in cookie or len(cookie) > 200:
+        return None
+    value, _, sig = cookie.rpartition(".")
+    return value if hmac.compare_digest(sig, mac(secret, "visitor", value)) else None
+
+
+def csrf_token(secret: str, visitor: str) -> str:
+    return mac(secret, "csrf", visitor)
+
+
+def cookie_header(name: str, value: str, secure: bool, max_age: int = COOKIE_AGE) -> bytes:
+    parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts).encode("latin-1")
+
+
+def visitor(request: Request) -> str:
+    """This request's visitor id; a new one (and its cookie on the response) if none."""
+    state = request.state
+    if getattr(state, "visitor", None) is None:
+        state.visitor = new_token(18)
+        state.new_visitor = True
+    return str(state.visitor)
+
+
+def known_visitor(request: Request) -> str | None:
+    """The visitor id from a valid cookie, without creating one."""
+    return getattr(request.state, "visitor", None)
+
+
+async def check_csrf(request: Request) -> None:
+    """403 unless the form field `csrf` or the X-CSRF-Token header matches the visitor."""
+    vid = known_visitor(request)
+    sent = request.headers.get("X-CSRF-Token")
+    if sent is None:
+        form = await request.form()
+        value = form.get("csrf")
+        sent = value if isinstance(value, str) else None
+    secret: str = request.app.state.secret
+    if vid is None or sent is None or not hmac.compare_digest(sent, csrf_token(secret, vid)):
+        raise HTTPException(403, "csrf: missing or invalid form token (reload the page)")
+
+
+def admin_mac(secret: str, token: str) -> str:
+    return mac(secret, "admin", hashlib.sha256(token.encode()).hexdigest())
+
+
+def is_admin(request: Request) -> bool:
+    token: str | None = request.app.state.settings.admin_token
+    if not token:
+        return False
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), token.encode()):
+        return True
+    cookie = request.cookies.get(ADMIN_COOKIE, "")
+    return hmac.compare_digest(cookie.encode(),
+                               admin_mac(request.app.state.secret, token).encode())
+
+
+def require_admin(request: Request) -> None:
+    """403 naming why: admin disabled (no KNOBS_ADMIN_TOKEN) or not signed in."""
+    if not request.app.state.settings.admin_token:
+        raise HTTPException(403, "admin is disabled: the server has no KNOBS_ADMIN_TOKEN")
+    if not is_admin(request):
+        raise HTTPException(403, "admin: sign in at /admin/login or send "
+                                 "'Authorization: Bearer <KNOBS_ADMIN_TOKEN>'")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class GuardMiddleware:
+    """Pure ASGI: reads the visitor cookie into request.state (and sets it when a handler
+    created a visitor), adds the security headers, and refuses request bodies over
+    `max_body` bytes with 413 before the handler sees them."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+
+    def __init__(self, app: ASGIApp, max_body: int, secure: bool) -> None:
+        self.app, self.max_body, self.secure = app, max_body, secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        secret: str | None = getattr(scope["app"].state, "secret", None) \
+            if "app" in scope else None
+        cookie = _cookie(scope, VISITOR_COOKIE)
+        state["visitor"] = unsign(secret, cookie) if secret else None
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _too_large(send, self.max_body)
+            return
+        seen = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", [])) + self.HEADERS
+                if state.get("new_visitor") and secret:
+                    headers.append((b"set-cookie", cookie_header(
+                        VISITOR_COOKIE, sign(secret, state["visitor"]), self.secure)))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited, sending)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _too_large(send, self.max_body)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    raw = _header(scope, b"cookie")
+    if not raw:
+        return None
+    for part in raw.split(";"):
+        k, _, v = part.strip().partition("=")
+        if k == name:
+            return v
+    return None
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = f'{{"detail":"request body: at most {limit} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
