@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from app import knobstate, service
 from app.db import queries
 from app.db.session import Database
-from app.db.tables import EventType, Participant, Permalink, SteerSession, Study, utcnow
+from app.db.tables import (
+    EventType,
+    Participant,
+    Permalink,
+    Preset,
+    SteerSession,
+    Study,
+    utcnow,
+)
 from app.engine import Engine, UserState
 from app.knobstate import Entry, KnobRow, PresetInfo
 from app.security import new_token
@@ -111,30 +119,28 @@ def step(db: Database, engine: Engine, sid: str, visitor: str | None,
             version, user, n = row.version, row.user_id, row.n
             items = queries.profile_items(s, row)
             condition, study = _condition(s, row)
-            if edit is not None and not condition.get("knobs", True):
+            knobs_on = bool(condition.get("knobs", True))
+            if edit is not None and not knobs_on:
                 raise knobstate.KnobError("knobs: this screen has none to change")
-            unseen = [p for p in queries.presets_for(s, study.id if study else None,
-                                                     row.condition)
-                      if p.id not in row.presets_seen] if condition.get("knobs", True) else []
-            before = knobstate.from_json(row.knobs)
-            keys = {e.key for e in before}
-            added = [Entry(f"p:{p.id}", p.alpha, p.direction) for p in unseen
-                     if f"p:{p.id}" not in keys]
-            base = before + added
+            presets = queries.presets_for(s, study.id if study else None, row.condition) \
+                if knobs_on else []
             state = state_of(engine, user, items)
-            after, special = edit(base, state, {e.key for e in added}) if edit \
-                else (base, None)
+            before, added, base, after, special = _edited(row, presets, edit, state)
             preset_ids = [int(e.key[2:]) for e in after if e.key.startswith("p:")]
             info = {p.id: PresetInfo(p.id, p.name, tuple(p.targets))
                     for p in queries.presets_by_id(s, preset_ids)}
         shown_rows = knobstate.resolve(engine, after, info)
-        screen_view = knobstate.screen(engine, state, shown_rows, n) \
-            if condition.get("knobs", True) else knobstate.screen(engine, state, [], n)
+        screen_view = knobstate.screen(engine, state, shown_rows if knobs_on else [], n)
         shown = [i.id for i in screen_view["steered"]]
         with db.write() as s:
             row = queries.owned_session(s, sid, visitor, lock=True)
             if row.version != version:
-                continue                      # changed since we read it: again
+                # changed since we read it: the screen still holds if the edit gives the
+                # same knobs from the new state (a full-state form does); else again
+                before, added_now, base, after_now, special = _edited(row, presets, edit,
+                                                                     state)
+                if after_now != after or added_now != added:
+                    continue
             events = [queries.log(s, row, EventType.preset_shown, shown, knob=e.key,
                                   value=e.alpha, direction=e.direction) for e in added]
             if special is not None:
@@ -146,9 +152,9 @@ def step(db: Database, engine: Engine, sid: str, visitor: str | None,
                 events.append(queries.log(s, row, EventType.page_view, shown))
             if added or after != before or shown != row.shown:
                 row.knobs = knobstate.to_json(after)
-                row.presets_seen = [*row.presets_seen, *(p.id for p in unseen)]
+                row.presets_seen = [*row.presets_seen, *(int(e.key[2:]) for e in added)]
                 row.shown = shown
-                row.version = version + 1
+                row.version += 1
                 row.updated_at = utcnow()
             s.flush()
             ids = [e.id for e in events]
@@ -157,6 +163,19 @@ def step(db: Database, engine: Engine, sid: str, visitor: str | None,
                       [int(i) for i in state.inputs], condition,
                       study.slug if study else None, ids)
     raise Conflict(f"session {sid[:64]!r} is changing too fast; try again")
+
+
+def _edited(row: SteerSession, presets: Sequence[Preset], edit: Edit | None,
+            state: UserState) -> tuple[list[Entry], list[Entry], list[Entry], list[Entry],
+                                       EventType | None]:
+    """(knobs stored, presets to add, stored + added, after the edit, special event)."""
+    before = knobstate.from_json(row.knobs)
+    keys = {e.key for e in before}
+    added = [Entry(f"p:{p.id}", p.alpha, p.direction) for p in presets
+             if p.id not in row.presets_seen and f"p:{p.id}" not in keys]
+    base = before + added
+    after, special = edit(base, state, {e.key for e in added}) if edit else (base, None)
+    return before, added, base, after, special
 
 
 def form_edit(entries: list[Entry] | None, add: str | None = None,

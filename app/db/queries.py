@@ -159,10 +159,18 @@ def assign(s: Session, study_row: Study, visitor: str, external_id: str | None
     names = [c["name"] for c in study_row.conditions]
     condition = min(names, key=lambda c: (counts.get(c, 0), names.index(c)))
     row = Participant(study_id=study_row.id, visitor=visitor, external_id=external_id,
-                      condition=condition, completion_code=new_token(9).upper()[:12])
+                      condition=condition, completion_code=completion_code())
     s.add(row)
     s.flush()
     return row
+
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+"""Completion codes: no 0/O or 1/I to misread."""
+
+
+def completion_code(length: int = 10) -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
 
 
 def participant_session(s: Session, p: Participant) -> SteerSession | None:

@@ -3,11 +3,23 @@ shared by the API, page and browser tests."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from alembic import command
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from app.db.session import alembic_config
 from app.settings import Settings
@@ -53,3 +65,65 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def settings(bundle_dir: Path, db_url: str) -> Settings:
     return Settings(bundle=bundle_dir, device="cpu", database_url=db_url)
+
+
+POSTGRES = os.environ.get("KNOBS_TEST_POSTGRES",
+                          "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+"""A PostgreSQL server where tests may create and drop their own databases."""
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a new, empty database on POSTGRES, dropped afterwards; skips if the
+    server cannot be reached."""
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    try:
+        conn = admin.connect()
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES} (KNOBS_TEST_POSTGRES): "
+                    f"{str(exc).splitlines()[0]}")
+    name = f"knobs_test_{secrets.token_hex(6)}"
+    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    finally:
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        conn.close()
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def uvicorn_process(bundle: Path, database_url: str, **env: str
+                    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The app in its own uvicorn process on loopback: (base URL, process) once ready;
+    terminated (or already killed by the test) afterwards."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=REPO, env={**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu",
+                       "KNOBS_DATABASE_URL": database_url, **env})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert proc.poll() is None, f"uvicorn exited with {proc.returncode}"
+            assert time.time() < deadline, "uvicorn was not ready within 60 s"
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
