@@ -67,13 +67,12 @@ def write_reports(out: Path, report: dict[str, Any], lines: list[str]) -> None:
     print("\n".join(lines))
 
 
-def migrated_sqlite(folder: Path) -> str:
-    """A fresh SQLite database in `folder`, migrated to head."""
+def migrated_url(url: str) -> str:
+    """`url` after `alembic upgrade head`."""
     from alembic import command
 
     from app.db.session import alembic_config
 
-    url = f"sqlite:///{folder / 'knobs.db'}"
     command.upgrade(alembic_config(url), "head")
     return url
 
@@ -111,7 +110,7 @@ def serve(bundle: Path, port: int, *uvicorn_args: str, timeout: float = 120.0,
     once /readyz answers 200. Raises if the server exits or is not ready within
     `timeout` s; stops it on the way out."""
     with tempfile.TemporaryDirectory() as tmp:
-        url = database_url or migrated_sqlite(Path(tmp))
+        url = database_url or migrated_url(f"sqlite:///{Path(tmp) / 'knobs.db'}")
         proc = start_server(bundle, port, url, *uvicorn_args)
         base = f"http://127.0.0.1:{port}"
         try:

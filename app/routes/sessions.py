@@ -3,9 +3,10 @@ item clicks and permalinks, as pages (htmx fragments) and as JSON API v1."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -106,12 +107,16 @@ async def change_knobs(request: Request, sid: str, db: DbDep, engine: EngineDep)
 
 
 @router.api_route("/sessions/{sid}/click/{item_id}", methods=["GET", "POST"])
-async def click(request: Request, sid: str, item_id: int, db: DbDep) -> Response:
-    """Log a click on a recommended item; GET goes on to the item's page, POST (htmx,
-    the study layout) answers 204."""
+async def click(request: Request, sid: str, item_id: int, db: DbDep,
+                t: str = Query("", max_length=64)) -> Response:
+    """Log a click on a recommended item; GET (a link carrying the form token as `t`)
+    goes on to the item's page, POST (htmx, the study layout) answers 204."""
+    vid = known_visitor(request)
     if request.method == "POST":
         await check_csrf(request)
-    await run_in_threadpool(sessions.click, db, sid, known_visitor(request), item_id)
+    elif vid is None or not hmac.compare_digest(t, csrf_token(request.app.state.secret, vid)):
+        raise HTTPException(403, "csrf: missing or invalid link token (reload the page)")
+    await run_in_threadpool(sessions.click, db, sid, vid, item_id)
     if request.method == "POST":
         return Response(status_code=204)
     return RedirectResponse(f"/items/{item_id}", status_code=303)
@@ -188,13 +193,17 @@ class EventOut(BaseModel):
     id: int
 
 
-def _out(screen: Screen) -> SessionOut:
-    return SessionOut(
+def _out(screen: Screen, status: int = 200) -> Response:
+    """The session as JSON, serialised once (our own typed values: FastAPI need not
+    validate them again against response_model, which stays for the docs)."""
+    return Response(SessionOut.model_construct(
         id=screen.id, user=screen.user, items=screen.items, n=screen.n,
-        knobs=[KnobShown(key=r.key, alpha=r.alpha, direction=r.direction,  # type: ignore[arg-type]
-                         label=r.label, kind=r.kind, neurons=r.neurons) for r in screen.rows],
+        knobs=[KnobShown.model_construct(key=r.key, alpha=r.alpha, direction=r.direction,
+                                         label=r.label, kind=r.kind, neurons=r.neurons)
+               for r in screen.rows],
         scaled=screen.view["scaled"], steered=screen.view["steered"],
-        unsteered=screen.view["unsteered"], events=screen.events)
+        unsteered=screen.view["unsteered"], events=screen.events).model_dump_json(),
+        status_code=status, media_type="application/json")
 
 
 def _entries(knobs: list[KnobState]) -> list[Entry]:
@@ -204,19 +213,19 @@ def _entries(knobs: list[KnobState]) -> list[Entry]:
 
 @api.post("", status_code=201, response_model=SessionOut)
 async def api_new_session(req: SessionIn, db: DbDep, engine: EngineDep,
-                          visitor: VisitorDep) -> SessionOut:
+                          visitor: VisitorDep) -> Response:
     """Open a session (it belongs to the visitor cookie this answer sets)."""
     who, liked = _subject(req.user, req.items or [])
     knobs = _entries(req.knobs) if req.knobs else None
     sid = await run_in_threadpool(sessions.open_session, db, engine, visitor, who, liked,
                                   req.n, knobs, False)
     screen = await run_in_threadpool(sessions.step, db, engine, sid, visitor)
-    return _out(screen)
+    return _out(screen, 201)
 
 
 @api.get("/{sid}", response_model=SessionOut)
 async def api_session(request: Request, sid: str, db: DbDep, engine: EngineDep
-                      ) -> SessionOut:
+                      ) -> Response:
     """Your session: its knobs and the lists it shows (not logged)."""
     return _out(await run_in_threadpool(sessions.step, db, engine, sid,
                                         known_visitor(request)))
@@ -224,7 +233,7 @@ async def api_session(request: Request, sid: str, db: DbDep, engine: EngineDep
 
 @api.put("/{sid}/knobs", response_model=SessionOut)
 async def api_knobs(request: Request, sid: str, req: KnobsIn, db: DbDep, engine: EngineDep
-                    ) -> SessionOut:
+                    ) -> Response:
     """Set the session's knobs; each added, moved, removed or turned knob is logged, and
     the answer comes after the commit."""
     edit = sessions.form_edit(_entries(req.knobs))
@@ -233,7 +242,7 @@ async def api_knobs(request: Request, sid: str, req: KnobsIn, db: DbDep, engine:
 
 
 @api.post("/{sid}/reset", response_model=SessionOut)
-async def api_reset(request: Request, sid: str, db: DbDep, engine: EngineDep) -> SessionOut:
+async def api_reset(request: Request, sid: str, db: DbDep, engine: EngineDep) -> Response:
     """Back to the subject's own knobs at 0 (logged as one reset)."""
     edit = sessions.form_edit(None, reset=True)
     return _out(await run_in_threadpool(sessions.step, db, engine, sid,

@@ -194,3 +194,15 @@ def test_knob_page_shows_the_neuron(client: TestClient) -> None:
     assert "Lifts most" in page and "Activated by" in page and "Neighbours" in page
     assert "<svg" in page and "% of" in page
     assert client.get("/items/1").status_code == 200
+
+
+def test_an_item_click_is_logged_through_its_link(client: TestClient) -> None:
+    screen = Screen(client, user=6)
+    link = re.search(r'href="(/sessions/[\w-]+/click/(\d+)\?t=[\w-]+)"', screen.html)
+    assert link
+    r = client.get(link.group(1), follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/items/{link.group(2)}"
+    bare = client.get(link.group(1).split("?")[0], follow_redirects=False)
+    assert bare.status_code == 403 and "link token" in bare.text
+    with TestClient(client.app) as other:
+        assert other.get(link.group(1), follow_redirects=False).status_code == 403
