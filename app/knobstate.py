@@ -18,6 +18,7 @@ from app import service
 from app.db.tables import EventType
 from app.engine import Engine, UserState
 from app.schemas import MAX_KNOBS, KnobOut
+from models.concepts import normalize
 from models.steering import Knob
 
 HIGH = 0.5
@@ -74,12 +75,20 @@ def entry(key: str, alpha: Any, direction: Any) -> Entry:
         raise KnobError(f"alpha: must be in [0, 1], got {alpha}")
     if direction not in ("more", "less"):
         raise KnobError(f"direction: must be 'more' or 'less', got {direction!r}")
+    return Entry(canonical(key), round(a, 4), direction)
+
+
+def canonical(key: str) -> str:
+    """The one spelling of a knob key ("c:" + the normalised concept name, "n:" / "p:" +
+    the number without leading zeros); KnobError if it is none of the three."""
     kind, _, ref = key.partition(":")
-    if not ((kind in ("n", "p") and ref.isdigit() and len(ref) < 10)
-            or (kind == "c" and 0 < len(ref) <= 200)):
+    if kind in ("n", "p") and ref.isascii() and ref.isdigit() and len(ref) < 10:
+        return f"{kind}:{int(ref)}"
+    name = normalize(ref) if kind == "c" and len(ref) <= 200 else ""
+    if not name or "\x00" in name:
         raise KnobError(f"key: {key[:60]!r} is not 'n:<neuron>', 'c:<concept>' or "
                         "'p:<preset>'")
-    return Entry(key, round(a, 4), direction)
+    return f"c:{name}"
 
 
 def from_form(kid: Sequence[str], ka: Sequence[str], kd: Sequence[str]) -> list[Entry]:
@@ -111,13 +120,15 @@ def edit(entries: list[Entry], add: str | None = None, remove: str | None = None
     """Apply a form's add / remove / nudge ("<key>:+" or "<key>:-") to `entries`."""
     out = list(entries)
     if remove is not None:
+        remove = canonical(remove)
         if remove not in {e.key for e in out}:
             raise KnobError(f"remove: no knob {remove[:60]!r} on this screen")
         out = [e for e in out if e.key != remove]
-    if add is not None and add not in {e.key for e in out}:
+    if add is not None and canonical(add) not in {e.key for e in out}:
         out.append(entry(add, NEW_KNOB, "more"))
     if nudge is not None:
         key, _, sign = nudge.rpartition(":")
+        key = canonical(key) if sign in ("+", "-") else key
         if sign not in ("+", "-") or key not in {e.key for e in out}:
             raise KnobError(f"nudge: {nudge[:60]!r} is not '<knob on this screen>:+' or ':-'")
         out = [_nudged(e, sign) if e.key == key else e for e in out]
@@ -160,7 +171,7 @@ def target_neurons(engine: Engine, targets: Sequence[str]) -> list[int]:
     neurons: dict[int, None] = {}
     for t in targets:
         kind, _, ref = t.partition(":")
-        if kind == "n" and ref.isdigit():
+        if kind == "n" and ref.isascii() and ref.isdigit():
             service.check_neuron(engine, int(ref))
             neurons[int(ref)] = None
         elif kind == "c":

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -87,8 +88,23 @@ async def check_csrf(request: Request) -> None:
         raise HTTPException(403, "csrf: missing or invalid form token (reload the page)")
 
 
-def admin_mac(secret: str, token: str) -> str:
-    return mac(secret, "admin", hashlib.sha256(token.encode()).hexdigest())
+ADMIN_AGE = 12 * 3600
+"""An admin sign-in lasts this long (s)."""
+
+
+def admin_cookie(secret: str, token: str, epoch: str, issued: int) -> str:
+    """The admin cookie: when it was issued and an HMAC over the token's hash, the
+    sign-out epoch and that time. Signing out starts a new epoch, which voids every
+    admin cookie issued before, copies included."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return f"{issued}.{mac(secret, 'admin', f'{digest}:{epoch}:{issued}')}"
+
+
+def _admin_epoch(request: Request) -> str:
+    from app.db import queries  # the database layer imports this module
+
+    with request.app.state.db.write() as s:
+        return queries.secret(s, "admin-epoch")
 
 
 def is_admin(request: Request) -> bool:
@@ -99,8 +115,14 @@ def is_admin(request: Request) -> bool:
     if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), token.encode()):
         return True
     cookie = request.cookies.get(ADMIN_COOKIE, "")
-    return hmac.compare_digest(cookie.encode(),
-                               admin_mac(request.app.state.secret, token).encode())
+    issued, _, _ = cookie.partition(".")
+    if not (issued.isascii() and issued.isdigit() and len(issued) < 12):
+        return False
+    if not 0 <= time.time() - int(issued) <= ADMIN_AGE:
+        return False
+    expected = admin_cookie(request.app.state.secret, token, _admin_epoch(request),
+                            int(issued))
+    return hmac.compare_digest(cookie.encode(), expected.encode())
 
 
 def require_admin(request: Request) -> None:
@@ -112,14 +134,19 @@ def require_admin(request: Request) -> None:
                                  "'Authorization: Bearer <KNOBS_ADMIN_TOKEN>'")
 
 
-class BodyTooLarge(Exception):
-    pass
+def require_json(request: Request) -> None:
+    """415 unless the request says it is JSON: a cross-site form or a no-cors fetch
+    cannot, so JSON endpoints without a body need no token."""
+    kind = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HTTPException(415, "Content-Type: must be application/json")
 
 
 class GuardMiddleware:
     """Pure ASGI: reads the visitor cookie into request.state (and sets it when a handler
     created a visitor), adds the security headers, and refuses request bodies over
-    `max_body` bytes with 413 before the handler sees them."""
+    `max_body` bytes with 413 before the handler sees them (a declared Content-Length
+    at once; a chunked body is read up to the limit first)."""
 
     HEADERS = [
         (b"x-content-type-options", b"nosniff"),
@@ -143,22 +170,15 @@ class GuardMiddleware:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await _too_large(send, self.max_body)
             return
-        seen = 0
-        started = False
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge
-            return message
+        if length is None and _header(scope, b"transfer-encoding") is not None:
+            body = await self._read_chunked(receive)
+            if body is None:
+                await _too_large(send, self.max_body)
+                return
+            receive = _replay(body)
 
         async def sending(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
                 headers = list(message.get("headers", [])) + self.HEADERS
                 if state.get("new_visitor") and secret:
                     headers.append((b"set-cookie", cookie_header(
@@ -166,12 +186,36 @@ class GuardMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, limited, sending)
-        except BodyTooLarge:
-            if started:
-                raise
-            await _too_large(send, self.max_body)
+        await self.app(scope, receive, sending)
+
+    async def _read_chunked(self, receive: Receive) -> bytes | None:
+        """The whole body, or None once it passes the limit."""
+        parts: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(parts)
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body:
+                return None
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -62,6 +62,8 @@ class Screen:
     condition: dict[str, Any]
     study: str | None
     events: list[int] = field(default_factory=list)
+    title: str | None = None
+    """The study's title, on a study screen."""
 
     @property
     def shown(self) -> list[int]:
@@ -82,8 +84,16 @@ def open_session(db: Database, engine: Engine, visitor: str, user: int | None,
     `knobs` given), else a new one seeded with `knobs` or the subject's own top knobs."""
     state = state_of(engine, user, items)       # NotFound for unknown ids, before writing
     if knobs:
-        knobstate.resolve(engine, [k for k in knobs if not k.key.startswith("p:")], {})
+        if any(k.key.startswith("p:") for k in knobs):
+            raise knobstate.KnobError("key: presets come from the editors, not with a new "
+                                      "session")
+        knobstate.resolve(engine, knobs, {})
     with db.write() as s:
+        if participant is not None:     # one session per participant, a double submit too
+            s.get(Participant, participant.id, with_for_update=True)
+            row = queries.participant_session(s, participant)
+            if row is not None:
+                return row.id
         if resume and not knobs and participant is None:
             row = queries.latest_session(s, visitor, user, items)
             if row is not None:
@@ -93,6 +103,13 @@ def open_session(db: Database, engine: Engine, visitor: str, user: int | None,
                                   participant)
         s.commit()
         return row.id
+
+
+def study_of(db: Database, sid: str, visitor: str | None) -> str | None:
+    """The slug of the study the visitor's session `sid` belongs to, if any."""
+    with db.read() as s:
+        _, study = _condition(s, queries.owned_session(s, sid, visitor))
+    return study.slug if study else None
 
 
 def _condition(s: Session, row: SteerSession) -> tuple[dict[str, Any], Study | None]:
@@ -149,7 +166,7 @@ def step(db: Database, engine: Engine, sid: str, visitor: str | None,
                 events += [queries.log(s, row, t, shown, knob=k, value=v, direction=d)
                            for t, k, v, d in knobstate.changes(base, after)]
             if view:
-                events.append(queries.log(s, row, EventType.page_view, shown))
+                events.append(queries.log(s, row, EventType.page_view, shown, page="steer"))
             if added or after != before or shown != row.shown:
                 row.knobs = knobstate.to_json(after)
                 row.presets_seen = [*row.presets_seen, *(int(e.key[2:]) for e in added)]
@@ -161,7 +178,7 @@ def step(db: Database, engine: Engine, sid: str, visitor: str | None,
             s.commit()
         return Screen(sid, user, items, n, after, shown_rows, screen_view,
                       [int(i) for i in state.inputs], condition,
-                      study.slug if study else None, ids)
+                      study.slug if study else None, ids, study.title if study else None)
     raise Conflict(f"session {sid[:64]!r} is changing too fast; try again")
 
 
@@ -175,6 +192,10 @@ def _edited(row: SteerSession, presets: Sequence[Preset], edit: Edit | None,
              if p.id not in row.presets_seen and f"p:{p.id}" not in keys]
     base = before + added
     after, special = edit(base, state, {e.key for e in added}) if edit else (base, None)
+    offered = {e.key for e in base} | {f"p:{p.id}" for p in presets}
+    foreign = [e.key for e in after if e.key.startswith("p:") and e.key not in offered]
+    if foreign:             # presets are the editors' to hand out, per screen
+        raise knobstate.KnobError(f"key: preset {foreign[0]} is not offered on this screen")
     return before, added, base, after, special
 
 
@@ -213,17 +234,22 @@ def click(db: Database, sid: str, visitor: str | None, item: int) -> int:
 
 def freeze(db: Database, engine: Engine, screen: Screen, layout: str) -> str:
     """A permalink for the screen: bundle hash, subject, knobs (preset names and targets
-    as they are now), n, layout and the ids shown."""
+    as they are now), n, layout, controls and the ids shown. A study screen is frozen
+    as the participant saw it: the study layout, its controls, its title."""
     labels = {r.key: {"name": r.label, "neurons": r.neurons}
               for r in screen.rows if r.kind == "preset"}
     entries = screen.entries
+    if screen.study is not None:
+        layout = "study"
     if not screen.condition.get("knobs", True):       # a list without knobs stays so
         entries, layout = [], "list"
     with db.write() as s:
         link = Permalink(id=new_token(), bundle_sha256=engine.bundle.sha256,
                          user_id=screen.user, items=list(screen.items or []),
                          knobs=knobstate.to_json(entries), labels=labels,
-                         n=screen.n, layout=layout, shown=screen.shown)
+                         n=screen.n, layout=layout, shown=screen.shown,
+                         control=str(screen.condition.get("control", "sliders")),
+                         title=screen.title)
         s.add(link)
         s.commit()
         return link.id
@@ -233,7 +259,7 @@ def thaw(db: Database, engine: Engine, link_id: str) -> tuple[Permalink, Screen]
     """The permalink's screen, recomputed; NotFound if unknown, Stale if the bundle or
     the list differs from the one recorded."""
     with db.read() as s:
-        link = s.get(Permalink, link_id) if len(link_id) <= 64 else None
+        link = s.get(Permalink, link_id) if queries.TOKEN.match(link_id) else None
     if link is None:
         raise service.NotFound(f"unknown permalink {link_id[:64]!r}")
     if link.bundle_sha256 != engine.bundle.sha256:
@@ -251,9 +277,9 @@ def thaw(db: Database, engine: Engine, link_id: str) -> tuple[Permalink, Screen]
     items = link.items or None
     state = state_of(engine, link.user_id, items)
     view = knobstate.screen(engine, state, rows, link.n)
-    condition = FREE if link.layout != "list" else {**FREE, "knobs": False}
+    condition = {**FREE, "knobs": link.layout != "list", "control": link.control}
     screen = Screen(link.id, link.user_id, items, link.n, entries, rows, view,
-                    [int(i) for i in state.inputs], condition, None)
+                    [int(i) for i in state.inputs], condition, None, title=link.title)
     if screen.shown != list(link.shown):
         raise Stale(f"permalink {link.id}: this server ranks a different list than the "
                     "one recorded")

@@ -19,12 +19,14 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -117,7 +119,11 @@ def synthetic_25m(rng: np.random.Generator) -> tuple[ELSA, TopKSAE, list[np.ndar
     return elsa, sae, histories
 
 
-async def _http_load(base: str, bodies: list[dict[str, Any]], clients: int,
+Request = tuple[str, dict[str, str], str]
+"""(path, headers, body) of a POST."""
+
+
+async def _http_load(base: str, requests: list[Request], clients: int,
                      seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
@@ -129,8 +135,9 @@ async def _http_load(base: str, bodies: list[dict[str, Any]], clients: int,
             nonlocal errors
             i = w
             while time.perf_counter() < stop:
+                path, headers, body = requests[i % len(requests)]
                 t0 = time.perf_counter()
-                r = await client.post("/api/v1/recommendations", json=bodies[i % len(bodies)])
+                r = await client.post(path, content=body, headers=headers)
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
                 i += clients
@@ -144,12 +151,12 @@ async def _http_load(base: str, bodies: list[dict[str, Any]], clients: int,
 
 
 WRK_SCRIPT = """
-bodies = {%s}
+requests = {%s}
 counter = 0
 request = function()
   counter = counter + 1
-  return wrk.format("POST", "/api/v1/recommendations",
-                    {["Content-Type"] = "application/json"}, bodies[(counter %% #bodies) + 1])
+  local r = requests[(counter %% #requests) + 1]
+  return wrk.format("POST", r[1], r[2], r[3])
 end
 done = function(summary, latency, requests)
   io.write(string.format("KNOBS %%d %%d %%f %%f %%d\\n", summary.requests, summary.duration,
@@ -160,11 +167,18 @@ end
 """
 
 
-def _wrk(base: str, bodies: list[dict[str, Any]], clients: int, seconds: float
+def _lua(request: Request) -> str:
+    path, headers, body = request
+    assert "]]" not in body + path and all("]]" not in k + v for k, v in headers.items())
+    table = ", ".join(f"[ [[{k}]] ] = [[{v}]]" for k, v in headers.items())
+    return f"{{ [[{path}]], {{ {table} }}, [[{body}]] }}"
+
+
+def _wrk(base: str, requests: list[Request], clients: int, seconds: float
          ) -> dict[str, float]:
     """The load from wrk (Debian's package), a C client that leaves the cores to the
     server: p50 / p99 latency and requests/s."""
-    lua = WRK_SCRIPT % ", ".join("[[" + json.dumps(b) + "]]" for b in bodies)
+    lua = WRK_SCRIPT % ", ".join(_lua(r) for r in requests)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua)
     try:
@@ -174,14 +188,44 @@ def _wrk(base: str, bodies: list[dict[str, Any]], clients: int, seconds: float
     finally:
         os.unlink(f.name)
     line = next(ln for ln in out.splitlines() if ln.startswith("KNOBS "))
-    requests, duration_us, p50, p99, errors = line.split()[1:]
+    n, duration_us, p50, p99, errors = line.split()[1:]
     return {"p50_ms": float(p50) / 1e3, "p99_ms": float(p99) / 1e3,
-            "rps": int(requests) / (int(duration_us) / 1e6), "requests": int(requests),
+            "rps": int(n) / (int(duration_us) / 1e6), "requests": int(n),
             "errors": int(errors), "client": "wrk"}
 
 
+def _levels(base: str, requests: list[Request], seconds: float) -> dict[str, Any]:
+    return {f"c{c}": (_wrk(base, requests, c, seconds) if shutil.which("wrk")
+                      else asyncio.run(_http_load(base, requests, c, seconds)))
+            for c in (1, 8, 64)}
+
+
+def _html_requests(base: str, users: list[int], rng: np.random.Generator) -> list[Request]:
+    """Slider moves as the steer page's htmx form posts them: one session per user (one
+    visitor), its full knob state with the first knob moved; each answer is the #recs
+    fragment, after the knob_move event is committed."""
+    out = []
+    with httpx.Client(base_url=base) as c:
+        for u in users:
+            s = c.post("/api/v1/sessions", json={"user": u}).json()
+            page = c.get(f"/sessions/{s['id']}").text
+            csrf = re.findall(r'name="csrf" value="([^"]+)"', page)[0]
+            cookie = f"knobs_visitor={c.cookies['knobs_visitor']}"
+            keys = [k["key"] for k in s["knobs"]]
+            for _ in range(4):
+                alphas = [float(rng.uniform(0, 0.3))] + [0.0] * (len(keys) - 1)
+                body = urlencode([("csrf", csrf), ("full", "1")] + [
+                    x for k, a in zip(keys, alphas, strict=True)
+                    for x in (("kid", k), ("ka", f"{a:.2f}"), ("kd", "more"))])
+                out.append((f"/sessions/{s['id']}/knobs", {
+                    "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie,
+                    "HX-Request": "true", "HX-Target": "recs"}, body))
+    return out
+
+
 def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]:
-    """uvicorn (`workers` processes) on loopback; knob changes for warm users."""
+    """uvicorn (`workers` processes) on loopback: knob changes for warm users through the
+    JSON API, then as the steer page's htmx slider posts (a session write each)."""
     with serve(bundle, 8799, "--workers", str(workers)) as base:
         users = [u["id"] for u in httpx.get(f"{base}/api/v1/users",
                                             params={"limit": 50}).json()]
@@ -189,15 +233,15 @@ def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]
         bodies = [{"user": u, "n": 20, "knobs": [
             {"concept": c, "alpha": float(rng.uniform(0, 0.3))}
             for c in ("drama", "comedy")]} for u in users for _ in range(4)]
+        json_requests = [("/api/v1/recommendations", {"Content-Type": "application/json"},
+                          json.dumps(b)) for b in bodies]
+        html_requests = _html_requests(base, users, rng)
         for _ in range(2 * workers):        # warm every worker: user states and rows
             with httpx.Client(base_url=base) as warm:
-                for b in bodies:
-                    warm.post("/api/v1/recommendations", json=b).raise_for_status()
-        out = {}
-        for c in (1, 8, 64):
-            out[f"c{c}"] = (_wrk(base, bodies, c, seconds) if shutil.which("wrk")
-                            else asyncio.run(_http_load(base, bodies, c, seconds)))
-        return out
+                for path, headers, body in json_requests + html_requests:
+                    warm.post(path, content=body, headers=headers).raise_for_status()
+        return {"json": _levels(base, json_requests, seconds),
+                "html": _levels(base, html_requests, seconds)}
 
 
 def main() -> None:
@@ -218,8 +262,10 @@ def main() -> None:
     elsa, sae, hist = synthetic_25m(rng)
     knob["ml-25m-synthetic"] = knob_change(elsa, sae, hist, args.changes, rng)
     torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
-    http = {"workers": args.workers, **http_benchmark(args.bundle, args.seconds, args.workers)}
+    measured = http_benchmark(args.bundle, args.seconds, args.workers)
+    http = {"workers": args.workers, **measured["json"]}
     report = {"knob_change_ms": knob, "http": http,
+              "http_html": {"workers": args.workers, **measured["html"]},
               "targets": {"knob_p50_ms": {"ml-latest-small": 0.2, "ml-25m-synthetic": 0.5},
                           "speedup_vs_naive": 40, "within_floor": 3,
                           "http_c64_p99_ms": 30, "http_rps": 1000},
@@ -237,9 +283,15 @@ def main() -> None:
               f"httptools), knob changes for 50 warm users; load from {client} on the same "
               "2 cores:", "",
               "| clients | p50 ms | p99 ms | requests/s | errors |", "|---|---|---|---|---|"]
-    for c, h in http.items():
-        if c == "workers":
-            continue
+    for c, h in measured["json"].items():
+        lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['rps']:.0f} | "
+                     f"{h['errors']} |")
+    lines += ["", "The HTML fragment path beside it: the steer page's htmx slider post "
+              "(`POST /sessions/{id}/knobs`, the session's full knob state as a form), which "
+              "saves the knobs, commits a knob_move event to SQLite and answers the #recs "
+              "fragment:", "",
+              "| clients | p50 ms | p99 ms | requests/s | errors |", "|---|---|---|---|---|"]
+    for c, h in measured["html"].items():
         lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['rps']:.0f} | "
                      f"{h['errors']} |")
     lines += ["", "`.venv/bin/python -m benchmarks.performance`"]

@@ -3,6 +3,7 @@ committing to the caller: an event is acknowledged only after the caller's commi
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,6 +26,11 @@ from app.db.tables import (
 )
 from app.security import new_token
 
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""What session, profile and permalink ids look like (new_token)."""
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+"""What a study slug looks like."""
+
 
 class Missing(LookupError):
     """A row that is not there, or not this visitor's (the message names it)."""
@@ -45,13 +51,20 @@ def secret(db_session: Session, name: str = "cookie") -> str:
     return row.value
 
 
+def rotate_secret(db_session: Session, name: str) -> None:
+    """A new value for the named secret (committed by the caller)."""
+    db_session.merge(Secret(name=name, value=secrets.token_urlsafe(48)))
+
+
 def owned_session(s: Session, sid: str, visitor: str | None, lock: bool = False
                   ) -> SteerSession:
     """The visitor's session `sid`; Missing otherwise (another's reads as unknown)."""
+    if not TOKEN.match(sid):
+        raise Missing(f"unknown session {sid[:64]!r}")
     q = select(SteerSession).where(SteerSession.id == sid)
     if lock:
         q = q.with_for_update()
-    row = s.scalars(q).first() if len(sid) <= 64 else None
+    row = s.scalars(q).first()
     if row is None or visitor is None or not secrets.compare_digest(row.visitor, visitor):
         raise Missing(f"unknown session {sid[:64]!r}")
     return row
@@ -101,7 +114,7 @@ def profile_items(s: Session, row: SteerSession) -> list[int] | None:
 def log(s: Session, row: SteerSession | None, type_: EventType, shown: Sequence[int],
         knob: str | None = None, value: float | None = None, direction: str | None = None,
         item: int | None = None, participant: Participant | None = None,
-        at: datetime | None = None) -> Event:
+        at: datetime | None = None, page: str | None = None) -> Event:
     """Add one event row (committed by the caller)."""
     event = Event(at=at or utcnow(), session_id=row.id if row else None,
                   participant_id=row.participant_id if row else
@@ -109,7 +122,7 @@ def log(s: Session, row: SteerSession | None, type_: EventType, shown: Sequence[
                   condition=row.condition if row else
                   (participant.condition if participant else None),
                   type=type_, knob=knob, value=value, direction=direction, item=item,
-                  shown=list(shown))
+                  shown=list(shown), page=page)
     s.add(event)
     return event
 
@@ -132,10 +145,12 @@ def presets_by_id(s: Session, ids: Sequence[int]) -> list[Preset]:
 
 
 def study(s: Session, slug: str, lock: bool = False) -> Study:
+    if not SLUG.match(slug):
+        raise Missing(f"unknown study {slug[:64]!r}")
     q = select(Study).where(Study.slug == slug)
     if lock:
         q = q.with_for_update()
-    row = s.scalars(q).first() if len(slug) <= 64 else None
+    row = s.scalars(q).first()
     if row is None:
         raise Missing(f"unknown study {slug[:64]!r}")
     return row
@@ -183,7 +198,7 @@ def study_events(s: Session, study_row: Study) -> list[dict[str, Any]]:
     q = (select(Event, Participant.external_id)
          .join(Participant, Participant.id == Event.participant_id)
          .where(Participant.study_id == study_row.id).order_by(Event.id))
-    return [{"id": e.id, "at": e.at.isoformat(), "type": e.type.value,
+    return [{"id": e.id, "at": e.at.isoformat(), "type": e.type.value, "page": e.page,
              "participant": e.participant_id, "participant_external_id": ext,
              "condition": e.condition, "session": e.session_id, "knob": e.knob,
              "value": e.value, "direction": e.direction, "item": e.item,

@@ -131,6 +131,8 @@ class Event(Base):
     participant_id: Mapped[int | None] = mapped_column(
         ForeignKey("participants.id", ondelete="CASCADE"), index=True)
     condition: Mapped[str | None] = mapped_column(String(64))
+    page: Mapped[str | None] = mapped_column(String(32))
+    """Which page a page_view was of: steer, profile, done."""
     type: Mapped[EventType] = mapped_column(
         Enum(EventType, native_enum=False, length=32, create_constraint=True,
              name="event_type", values_callable=lambda e: [m.value for m in e]))
@@ -174,5 +176,11 @@ class Permalink(Base):
     """Preset knobs' names and targets as they were (presets may change later)."""
     n: Mapped[int] = mapped_column(Integer)
     layout: Mapped[str] = mapped_column(String(16))
+    """full (the site's page), study (the study screen) or list (a study screen without
+    knobs)."""
+    control: Mapped[str] = mapped_column(String(16))
+    """sliders or buttons."""
+    title: Mapped[str | None] = mapped_column(String(200))
+    """The study's title on a study screen."""
     shown: Mapped[list[int]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,11 +8,14 @@ import hmac
 import io
 import json
 import re
+import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from app import knobstate
@@ -21,10 +24,16 @@ from app.db.tables import Event, Participant, Preset, Study
 from app.deps import Admin, Csrf, DbDep, EngineDep, VisitorDep
 from app.htmx import TEMPLATES
 from app.routes.pages import PageError
-from app.security import ADMIN_COOKIE, admin_mac, cookie_header, csrf_token, known_visitor
+from app.security import (
+    ADMIN_AGE,
+    ADMIN_COOKIE,
+    admin_cookie,
+    cookie_header,
+    csrf_token,
+    known_visitor,
+)
 
 router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 CONDITION = re.compile(r"^\s*([a-z0-9][a-z0-9_-]{0,63})\s*=\s*(sliders|buttons|none)\s*$")
 
 
@@ -47,15 +56,21 @@ def login(request: Request, token: Annotated[str, Form(max_length=512)]) -> Resp
         raise PermissionError("admin is disabled: the server has no KNOBS_ADMIN_TOKEN")
     if not hmac.compare_digest(token.encode(), expected.encode()):
         raise PermissionError("admin: wrong token")
+    with request.app.state.db.write() as s:
+        epoch = queries.secret(s, "admin-epoch")
     response = RedirectResponse("/admin", status_code=303)
     response.headers.append("set-cookie", cookie_header(
-        ADMIN_COOKIE, admin_mac(request.app.state.secret, expected),
-        request.app.state.settings.cookie_secure, max_age=12 * 3600).decode("latin-1"))
+        ADMIN_COOKIE, admin_cookie(request.app.state.secret, expected, epoch, int(time.time())),
+        request.app.state.settings.cookie_secure, max_age=ADMIN_AGE).decode("latin-1"))
     return response
 
 
-@router.post("/logout", dependencies=[Csrf])
-def logout() -> Response:
+@router.post("/logout", dependencies=[Admin, Csrf])
+def logout(db: DbDep) -> Response:
+    """Sign out everywhere: every admin cookie issued so far stops working."""
+    with db.write() as s:
+        queries.rotate_secret(s, "admin-epoch")
+        s.commit()
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(ADMIN_COOKIE, path="/")
     return response
@@ -75,6 +90,23 @@ def home(request: Request, db: DbDep, visitor: VisitorDep) -> Response:
     return TEMPLATES.TemplateResponse(request, "pages/admin.html", {
         "studies": studies, "per": per, "presets": presets, "names": names,
         "csrf": csrf_token(request.app.state.secret, visitor)})
+
+
+def text(field: str, value: str) -> str:
+    """A stripped, non-empty form text without NUL characters; PageError naming `field`."""
+    value = value.strip()
+    if not value or "\x00" in value:
+        raise PageError(f"{field}: must be non-empty text")
+    return value
+
+
+def commit(s: Session, what: str) -> None:
+    """Commit; a unique name taken meanwhile is a PageError naming it, not a 500."""
+    try:
+        s.commit()
+    except IntegrityError:
+        s.rollback()
+        raise PageError(f"{what} exists already") from None
 
 
 def parse_conditions(text: str) -> list[dict[str, Any]]:
@@ -104,14 +136,15 @@ def create_study(db: DbDep, slug: Annotated[str, Form(max_length=64)],
                  consent: Annotated[str, Form(min_length=1, max_length=20000)],
                  conditions: Annotated[str, Form(max_length=4000)],
                  n: Annotated[int, Form(ge=1, le=100)] = 10) -> Response:
-    if not SLUG.match(slug):
+    if not queries.SLUG.match(slug):
         raise PageError("slug: lowercase letters, digits and '-', at most 64")
     conds = parse_conditions(conditions)
+    title, consent = text("title", title), text("consent", consent)
     with db.write() as s:
         if s.scalars(select(Study).where(Study.slug == slug)).first() is not None:
             raise PageError(f"slug: a study {slug!r} exists already")
         s.add(Study(slug=slug, title=title, consent=consent, conditions=conds, n=n))
-        s.commit()
+        commit(s, f"slug: a study {slug!r}")
     return RedirectResponse(f"/admin/studies/{slug}", status_code=303)
 
 
@@ -136,7 +169,7 @@ def study_active(slug: str, db: DbDep, active: Annotated[bool, Form()]) -> Respo
     return RedirectResponse(f"/admin/studies/{slug}", status_code=303)
 
 
-EXPORT_FIELDS = ["id", "at", "type", "participant", "participant_external_id", "condition",
+EXPORT_FIELDS = ["id", "at", "type", "page", "participant", "participant_external_id", "condition",
                  "session", "knob", "value", "direction", "item", "shown"]
 
 
@@ -166,10 +199,13 @@ def create_preset(db: DbDep, engine: EngineDep,
                   scope: Annotated[str, Form(max_length=130)] = "everyone") -> Response:
     """A named knob: `targets` are concepts or '#<neuron>' separated by commas; `scope`
     'everyone' or '<study>/<condition>'."""
+    name = text("name", name)
     keys = []
     for t in (x.strip() for x in targets.split(",")):
         if t:
-            keys.append(f"n:{t[1:]}" if t.startswith("#") and t[1:].isdigit() else f"c:{t}")
+            neuron = t[1:].isascii() and t[1:].isdigit() and len(t) < 11
+            keys.append(f"n:{int(t[1:])}" if t.startswith("#") and neuron
+                        else knobstate.canonical(f"c:{t}"))
     if not keys:
         raise PageError("targets: name at least one concept or #neuron")
     knobstate.target_neurons(engine, keys)            # NotFound names an unknown one
@@ -178,19 +214,23 @@ def create_preset(db: DbDep, engine: EngineDep,
         if scope != "everyone":
             slug, _, condition = scope.partition("/")
             study = queries.study(s, slug)
-            if condition not in {c["name"] for c in study.conditions}:
+            conds = {c["name"]: c for c in study.conditions}
+            if condition not in conds:
                 raise PageError(f"scope: study {slug!r} has no condition {condition!r}")
+            if not conds[condition]["knobs"]:
+                raise PageError(f"scope: condition {condition!r} of {slug!r} shows no knobs")
             study_id = study.id
         if s.scalars(select(Preset).where(Preset.name == name)).first() is not None:
             raise PageError(f"name: a preset {name!r} exists already")
         s.add(Preset(name=name, targets=keys, alpha=alpha, direction=direction,
                      study_id=study_id, condition=condition or None))
-        s.commit()
+        commit(s, f"name: a preset {name!r}")
     return RedirectResponse("/admin", status_code=303)
 
 
 @router.post("/presets/{preset_id}/active", dependencies=[Admin, Csrf])
-def preset_active(preset_id: int, db: DbDep, active: Annotated[bool, Form()]) -> Response:
+def preset_active(db: DbDep, preset_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                  active: Annotated[bool, Form()]) -> Response:
     """Switch a preset on or off for new screens (screens that have it keep it)."""
     with db.write() as s:
         preset = s.get(Preset, preset_id)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app import service
-from app.deps import EngineDep
+from app.db import queries
+from app.deps import DbDep, EngineDep
 from app.htmx import TEMPLATES, render
 from app.security import csrf_token, known_visitor
 
@@ -54,11 +55,16 @@ def item(request: Request, item_id: int, engine: EngineDep) -> Response:
 
 
 @router.get("/concepts")
-def concepts(request: Request, engine: EngineDep, q: str = Query("", max_length=200),
+def concepts(request: Request, engine: EngineDep, db: DbDep,
+             q: str = Query("", max_length=200),
              session: str = Query("", max_length=64)) -> Response:
-    """Typeahead over concept labels; with `session`, each result adds it as a knob."""
-    found = service.search_concepts(engine, q, 15) if q.strip() else []
+    """Typeahead over concept labels; with `session` (one of yours), each result adds it
+    as a knob there."""
     vid = known_visitor(request)
+    if session:
+        with db.read() as s:
+            queries.owned_session(s, session, vid)      # Missing unless it is yours
+    found = service.search_concepts(engine, q, 15) if q.strip() else []
     csrf = csrf_token(request.app.state.secret, vid) if vid and session else ""
     return render(request, "concepts.html", "_concepts.html",
                   {"concepts": found, "q": q, "session": session, "csrf": csrf})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +17,7 @@ from app.deps import Csrf, DbDep, EngineDep, VisitorDep
 from app.htmx import TEMPLATES, is_htmx
 from app.knobstate import Entry, KnobError
 from app.schemas import MAX_KNOBS, ItemOut, RankedItem
-from app.security import check_csrf, csrf_token, known_visitor
+from app.security import check_csrf, csrf_token, known_visitor, require_json
 from app.sessions import Screen
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -74,10 +74,11 @@ async def new_session(db: DbDep, engine: EngineDep, visitor: VisitorDep,
 @router.get("/sessions/{sid}")
 async def session_page(request: Request, sid: str, db: DbDep, engine: EngineDep) -> Response:
     """Your steering screen, as you left it; logged as a page view."""
+    study = await run_in_threadpool(sessions.study_of, db, sid, known_visitor(request))
+    if study is not None:                   # a study screen lives at the study's address
+        return RedirectResponse(f"/study/{study}/steer", status_code=303)
     screen = await run_in_threadpool(sessions.step, db, engine, sid, known_visitor(request),
                                      None, True)
-    if screen.study is not None:
-        return RedirectResponse(f"/study/{screen.study}/steer", status_code=303)
     return TEMPLATES.TemplateResponse(request, "pages/steer.html",
                                       page_context(request, screen))
 
@@ -241,7 +242,7 @@ async def api_knobs(request: Request, sid: str, req: KnobsIn, db: DbDep, engine:
                                         known_visitor(request), edit))
 
 
-@api.post("/{sid}/reset", response_model=SessionOut)
+@api.post("/{sid}/reset", response_model=SessionOut, dependencies=[Depends(require_json)])
 async def api_reset(request: Request, sid: str, db: DbDep, engine: EngineDep) -> Response:
     """Back to the subject's own knobs at 0 (logged as one reset)."""
     edit = sessions.form_edit(None, reset=True)

@@ -28,10 +28,13 @@ PID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 def _study(db: Database, slug: str) -> Study:
     with db.read() as s:
-        study = queries.study(s, slug)
+        return queries.study(s, slug)
+
+
+def _open_for_joining(study: Study) -> None:
+    """A closed study takes no new participants (those in it may finish)."""
     if not study.active:
-        raise queries.Missing(f"study {slug!r} is closed")
-    return study
+        raise queries.Missing(f"study {study.slug!r} is closed")
 
 
 def _me(db: Database, study: Study, visitor: str | None) -> Participant | None:
@@ -56,6 +59,7 @@ def consent_page(request: Request, slug: str, db: DbDep, visitor: VisitorDep,
     me = _me(db, study, visitor)
     if me is not None:
         return RedirectResponse(_next(db, study, me), status_code=303)
+    _open_for_joining(study)
     if pid is not None and not PID.match(pid):
         raise PageError("pid: letters, digits and _ . : - only, at most 128")
     return TEMPLATES.TemplateResponse(request, "pages/study_consent.html", {
@@ -73,6 +77,7 @@ def consent(slug: str, db: DbDep, visitor: VisitorDep,
         study = queries.study(s, slug, lock=True)
         me = queries.participant(s, study, visitor)
         if me is None:
+            _open_for_joining(study)
             me = queries.assign(s, study, visitor, pid or None)
             queries.log(s, None, EventType.consent, [], participant=me)
             s.commit()
@@ -92,6 +97,7 @@ def profile_page(request: Request, slug: str, db: DbDep) -> Response:
     study, me = _participant(db, slug, request)
     if me.completed_at is not None:
         return RedirectResponse(f"/study/{slug}/done", status_code=303)
+    _viewed(db, me, "profile")
     return TEMPLATES.TemplateResponse(request, "pages/study_profile.html", {
         "study": study, "layout": "study", "items": [], "liked": [], "q": "",
         "csrf": csrf_token(request.app.state.secret, known_visitor(request) or "")})
@@ -114,11 +120,15 @@ async def start(request: Request, slug: str, db: DbDep, engine: EngineDep,
 
 def _open(db: Database, engine: Engine, study: Study, me: Participant, liked: list[int]
           ) -> None:
-    with db.read() as s:
-        if queries.participant_session(s, me) is not None:
-            return                                   # a second submit: keep the first
     sessions.open_session(db, engine, me.visitor, None, liked, study.n, resume=False,
                           participant=me)
+
+
+def _viewed(db: Database, me: Participant, page: str) -> None:
+    """Log a participant's view of a study page (committed before the page is sent)."""
+    with db.write() as s:
+        queries.log(s, None, EventType.page_view, [], participant=me, page=page)
+        s.commit()
 
 
 @router.get("/{slug}/steer")
@@ -142,6 +152,8 @@ def complete(request: Request, slug: str, db: DbDep) -> Response:
     study, me = _participant(db, slug, request)
     with db.write() as s:
         p = s.get(Participant, me.id)
+        if p is not None and queries.participant_session(s, p) is None:
+            return RedirectResponse(f"/study/{slug}/profile", status_code=303)
         if p is not None and p.completed_at is None:
             p.completed_at = utcnow()
             row = queries.participant_session(s, p)
@@ -155,5 +167,6 @@ def done(request: Request, slug: str, db: DbDep) -> Response:
     study, me = _participant(db, slug, request)
     if me.completed_at is None:
         return RedirectResponse(_next(db, study, me), status_code=303)
+    _viewed(db, me, "done")
     return TEMPLATES.TemplateResponse(request, "pages/study_done.html", {
         "study": study, "code": me.completion_code, "layout": "study"})

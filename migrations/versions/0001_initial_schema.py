@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("labels", sa.JSON(), nullable=False),
         sa.Column("n", sa.Integer(), nullable=False),
         sa.Column("layout", sa.String(length=16), nullable=False),
+        sa.Column("control", sa.String(length=16), nullable=False),
+        sa.Column("title", sa.String(length=200), nullable=True),
         sa.Column("shown", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_permalinks")),
@@ -153,6 +155,7 @@ def upgrade() -> None:
         sa.Column("session_id", sa.String(length=43), nullable=True),
         sa.Column("participant_id", sa.Integer(), nullable=True),
         sa.Column("condition", sa.String(length=64), nullable=True),
+        sa.Column("page", sa.String(length=32), nullable=True),
         sa.Column(
             "type",
             sa.Enum(

@@ -71,7 +71,7 @@ def test_a_session_logs_each_knob_change_as_a_typed_row(client: TestClient, url:
     turned = put([{"key": own[0], "alpha": 0.4, "direction": "less"}, *base[1:],
                   {"key": "c:concept-3", "alpha": 0.3}])
     removed = put([{"key": own[0], "alpha": 0.4, "direction": "less"}, *base[1:]])
-    reset = client.post(f"/api/v1/sessions/{sid}/reset").json()
+    reset = client.post(f"/api/v1/sessions/{sid}/reset", json={}).json()
     shown = [i["id"] for i in reset["steered"]]
     click = client.post(f"/api/v1/sessions/{sid}/events",
                         json={"type": "item_click", "item": shown[2]})
@@ -114,6 +114,13 @@ def test_bad_session_input_is_named(client: TestClient) -> None:
                         ({"knobs": [{"key": "n:1", "alpha": 0.1}] * 2}, "the same knob")):
         r = client.put(f"/api/v1/sessions/{sid}/knobs", json=body)
         assert r.status_code == 422 and field in r.text
+    for key in ("c: Concept-3 ", "n:01", "n:¹", "p:1", "n:1\x00"):
+        r = client.put(f"/api/v1/sessions/{sid}/knobs", json={"knobs": [
+            {"key": "c:concept-3", "alpha": 0.1}, {"key": "n:1", "alpha": 0.1},
+            {"key": key, "alpha": 0.1}]})
+        assert r.status_code == 422, (key, r.text)          # one knob, one spelling
+    for bad in ("a%00b", "x" * 65, "..%2Fx"):
+        assert client.get(f"/api/v1/sessions/{bad}").status_code == 404
     r = client.put(f"/api/v1/sessions/{sid}/knobs",
                    json={"knobs": [{"key": "c:nothing-like-it", "alpha": 0.1}]})
     assert r.status_code == 404 and "unknown concept" in r.text
@@ -123,11 +130,20 @@ def test_bad_session_input_is_named(client: TestClient) -> None:
     assert r.status_code == 422 and "items" in r.text
 
 
-def test_json_endpoints_refuse_a_cross_site_form(client: TestClient) -> None:
+def test_json_endpoints_refuse_a_cross_site_form(client: TestClient, url: str) -> None:
     sid = client.post("/api/v1/sessions", json={"user": 1}).json()["id"]
-    r = client.put(f"/api/v1/sessions/{sid}/knobs", content='{"knobs": []}',
-                   headers={"Content-Type": "text/plain"})
-    assert r.status_code == 422
+    client.put(f"/api/v1/sessions/{sid}/knobs", json={"knobs": [{"key": "n:1", "alpha": 0.5}]})
+    before = len(events(url, sid))
+    for kind in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": kind} if kind else {}
+        r = client.post(f"/api/v1/sessions/{sid}/reset", headers=headers)   # no body
+        assert r.status_code == 415 and "application/json" in r.text
+        r = client.put(f"/api/v1/sessions/{sid}/knobs", content='{"knobs": []}',
+                       headers=headers)
+        assert r.status_code == 422
+        r = client.post("/api/v1/sessions", content='{"user": 1}', headers=headers)
+        assert r.status_code == 422
+    assert len(events(url, sid)) == before
 
 
 def test_request_bodies_are_size_limited(client: TestClient) -> None:
@@ -135,12 +151,38 @@ def test_request_bodies_are_size_limited(client: TestClient) -> None:
     big = {"knobs": [{"key": "c:" + "x" * 190, "alpha": 0.0}] * 30}
     r = client.put(f"/api/v1/sessions/{sid}/knobs", json=big)
     assert r.status_code == 413 and "at most 4096 bytes" in r.json()["detail"]
-    r = client.post(f"/sessions/{sid}/knobs", content=b"a=" + b"x" * 5000,
-                    headers={"Content-Type": "application/x-www-form-urlencoded",
-                             "Transfer-Encoding": "chunked"})
-    assert r.status_code == 413
+
+    def chunks() -> Iterator[bytes]:        # no Content-Length: read up to the limit
+        yield b'{"knobs": ['
+        for _ in range(60):
+            yield b'{"key": "c:' + b"x" * 150 + b'", "alpha": 0.0},'
+        yield b"]}"
+
+    for path, method in ((f"/api/v1/sessions/{sid}/knobs", "PUT"), ("/sessions", "POST")):
+        r = client.request(method, path, content=chunks(),
+                           headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and "at most 4096 bytes" in r.text
+    small = client.request("PUT", f"/api/v1/sessions/{sid}/knobs",
+                           content=iter([b'{"knobs": ', b"[]}"]),
+                           headers={"Content-Type": "application/json"})
+    assert small.status_code == 200
     db_state = client.get(f"/api/v1/sessions/{sid}").json()
     assert all(not k["key"].startswith("c:x") for k in db_state["knobs"])
+
+
+def test_a_commit_is_durable(client: TestClient, url: str) -> None:
+    """A SIGKILL test keeps the OS cache: check the settings that make commits survive
+    a power cut too."""
+    db = client.app.state.db  # type: ignore[attr-defined]
+    with db.write() as s:
+        run = s.connection().exec_driver_sql
+        if url.startswith("sqlite"):
+            got = [run(f"PRAGMA {p}").scalar()
+                   for p in ("journal_mode", "synchronous", "foreign_keys")]
+            assert got == ["wal", 2, 1]        # WAL, synchronous=FULL: fsync'd commits
+        else:
+            got = [run(f"SHOW {p}").scalar() for p in ("fsync", "synchronous_commit")]
+            assert got == ["on", "on"]
 
 
 def test_concurrent_changes_to_one_session_all_land(client: TestClient, url: str) -> None:

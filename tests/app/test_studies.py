@@ -131,7 +131,10 @@ def test_a_study_from_consent_to_completion_code(app: object, admin: TestClient)
     assert [r["id"] for r in rows] == [str(e["id"]) for e in as_json]
     types = Counter((e["participant_external_id"], e["type"]) for e in as_json)
     assert all(types[(f"P{i}", "consent")] == 1 for i in range(6))
-    assert all(types[(f"P{i}", "page_view")] == 1 for i in range(6))
+    for i in range(6):
+        pages = [e["page"] for e in as_json
+                 if e["participant_external_id"] == f"P{i}" and e["type"] == "page_view"]
+        assert pages[:2] == ["profile", "steer"]
     plain_pid = next(e["participant_external_id"] for e in as_json if e["session"] == psid)
     assert types[(plain_pid, "item_click")] == 1 and types[(plain_pid, "complete")] == 1
     moves = [e for e in as_json if e["session"] == sid and e["type"] == "knob_move"]
@@ -169,3 +172,122 @@ def test_presets_are_labelled_removable_knobs(app: object, admin: TestClient) ->
     pages = [join(app, "preset-study", f"Q{i}")[1] for i in range(2)]
     assert sorted("Only for a" in p for p in pages) == [False, True]
     assert not any("Concept-2 week" in p for p in pages)             # studies are controlled
+
+
+def test_joining_races_and_shortcuts(app: object, admin: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    post(admin, "/admin/studies", "/admin", slug="race", title="R", consent="ok",
+         conditions="a = sliders\nb = buttons\nc = none")
+
+    def consent(i: int) -> TestClient:
+        c = TestClient(app)  # type: ignore[arg-type]
+        page = c.get("/study/race")
+        r = c.post("/study/race/consent", data={"csrf": csrf_of(page.text), "pid": f"R{i}"})
+        assert r.status_code == 200
+        return c
+
+    with ThreadPoolExecutor(6) as pool:
+        clients = list(pool.map(consent, range(12)))
+    table = admin.get("/admin/studies/race").text
+    assert Counter(re.findall(r"<td>([abc])</td>", table)) == {"a": 4, "b": 4, "c": 4}
+
+    c = clients[0]
+    csrf = csrf_of(c.get("/study/race/profile").text)
+    done = c.post("/study/race/complete", data={"csrf": csrf})       # nothing done yet
+    assert "Which movies do you like?" in done.text
+
+    def start(_: int) -> int:
+        return c.post("/study/race/start", data={"csrf": csrf, "items": [1, 2, 3]}).status_code
+
+    with ThreadPoolExecutor(4) as pool:                               # a double submit
+        assert set(pool.map(start, range(4))) == {200}
+    events = admin.get("/admin/studies/race/events.json").json()
+    mine = {e["session"] for e in events if e["participant_external_id"] == "R0"} - {None}
+    assert len(mine) == 1
+    views = [e["page"] for e in events if e["participant_external_id"] == "R0"
+             and e["type"] == "page_view"]
+    assert views[:1] == ["profile"] and "steer" in views
+    assert all(e["at"].endswith("+00:00") for e in events)           # UTC on every database
+
+
+def test_a_closed_study_takes_nobody_new_but_lets_members_finish(app: object,
+                                                                admin: TestClient) -> None:
+    post(admin, "/admin/studies", "/admin", slug="closing", title="C", consent="ok",
+         conditions="only = none")
+    member, page = join(app, "closing", "M1")
+    post(admin, "/admin/studies/closing/active", "/admin/studies/closing", active="false")
+    with TestClient(app) as late:  # type: ignore[arg-type]
+        r = late.get("/study/closing")
+        assert r.status_code == 404 and "closed" in r.text
+        token = csrf_of(late.get("/admin/login").text)
+        r = late.post("/study/closing/consent", data={"csrf": token})
+        assert r.status_code == 404 and "closed" in r.text
+    done = member.post("/study/closing/complete", data={"csrf": csrf_of(page)})
+    assert done.status_code == 200 and 'id="code"' in done.text
+    assert 'id="code"' in member.get("/study/closing/done").text
+
+
+def test_a_participant_cannot_take_another_conditions_preset(app: object,
+                                                              admin: TestClient) -> None:
+    post(admin, "/admin/studies", "/admin", slug="guarded", title="G", consent="ok",
+         conditions="x = sliders\ny = sliders\nz = none")
+    r = post(admin, "/admin/presets", "/admin", name="Only y", targets="concept-5",
+             alpha=0.3, scope="guarded/y")
+    assert "Only y" in r.text  # type: ignore[attr-defined]
+    r = post(admin, "/admin/presets", "/admin", name="For z", targets="concept-5",
+             alpha=0.3, scope="guarded/z")
+    assert r.status_code == 422 and "shows no knobs" in r.text  # type: ignore[attr-defined]
+    preset = re.search(r"Only y</td>.*?/admin/presets/(\d+)/active", admin.get("/admin").text,
+                       re.S)
+    assert preset
+    c, page = join(app, "guarded", "G1")                    # the first condition: x
+    assert "Only y" not in page
+    sid = re.search(r"/sessions/([\w-]+)/knobs", page).group(1)  # type: ignore[union-attr]
+    r = c.post(f"/sessions/{sid}/knobs",
+               data={"csrf": csrf_of(page), "add": f"p:{preset.group(1)}"})
+    assert r.status_code == 422 and "not offered on this screen" in r.text
+    # the study screen frozen: its layout, controls and title
+    link = c.post(f"/sessions/{sid}/permalink", data={"csrf": csrf_of(page)})
+    assert link.status_code == 200 and "<title>G</title>" in link.text
+    assert 'class="study"' in link.text and 'type="range"' in link.text
+
+
+def test_admin_forms_name_what_is_wrong(admin: TestClient, app: object) -> None:
+    cases = [({"slug": "ok-slug", "title": "  ", "consent": "x", "conditions": "a = none"},
+              "title: must be non-empty"),
+             ({"slug": "ok-slug", "title": "t\x00", "consent": "x", "conditions": "a = none"},
+              "title: must be non-empty"),
+             ({"slug": "Bad Slug", "title": "t", "consent": "x", "conditions": "a = none"},
+              "slug:"),
+             ({"slug": "ok-slug", "title": "t", "consent": "x", "conditions": "a = knobs"},
+              "conditions: line 1")]
+    for data, names in cases:
+        r = post(admin, "/admin/studies", "/admin", **data)
+        assert r.status_code == 422 and names in r.text, (data, r.text[-400:])  # type: ignore[attr-defined]
+    r = post(admin, "/admin/presets", "/admin", name="n", targets="#¹", alpha=0.1)
+    assert r.status_code == 404 and "unknown concept" in r.text  # type: ignore[attr-defined]
+    r = admin.post("/admin/presets/99999999999/active",
+                   data={"csrf": csrf_of(admin.get("/admin").text), "active": "false"})
+    assert r.status_code == 422
+    for path in ("/admin/studies/a%00b", "/study/a%00b", "/p/a%00b", "/sessions/a%00b"):
+        assert admin.get(path).status_code == 404, path
+    r = admin.get("/concepts", params={"q": "concept", "session": "../study/x/complete?"})
+    assert r.status_code == 404
+    with TestClient(app) as other:  # type: ignore[arg-type]
+        mine = other.get("/steer", params={"user": 1})
+        sid = str(mine.url).rsplit("/", 1)[1]
+    assert admin.get("/concepts", params={"q": "c", "session": sid}).status_code == 404
+
+
+def test_signing_out_voids_every_admin_cookie(app: object) -> None:
+    with TestClient(app) as a, TestClient(app) as b:  # type: ignore[arg-type]
+        for c in (a, b):
+            page = c.get("/admin/login")
+            c.post("/admin/login", data={"csrf": csrf_of(page.text), "token": TOKEN})
+            assert c.get("/admin").status_code == 200
+        stolen = a.cookies["knobs_admin"]
+        r = a.post("/admin/logout", data={"csrf": csrf_of(a.get("/admin").text)})
+        assert r.status_code == 200
+        assert b.get("/admin").status_code == 403                 # signed out everywhere
+        b.cookies.set("knobs_admin", stolen)
+        assert b.get("/admin").status_code == 403

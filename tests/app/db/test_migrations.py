@@ -3,6 +3,7 @@ no drift between the migrations and the tables in app/db/tables.py."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-import app.db.tables  # noqa: F401 - registers the tables
 from app.db.base import Base
 from app.db.session import Database, DatabaseError, alembic_config, make_engine
+from app.db.tables import EventType
 from tests.app.conftest import postgres_database
 
 
@@ -62,6 +63,18 @@ def test_autogenerate_finds_no_drift(url: str) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_the_event_type_check_allows_exactly_the_event_types(url: str) -> None:
+    """compare_metadata does not see an enum's values: check the constraint itself."""
+    command.upgrade(alembic_config(url), "head")
+    engine = make_engine(url)
+    try:
+        checks = inspect(engine).get_check_constraints("events")
+    finally:
+        engine.dispose()
+    text = next(c["sqltext"] for c in checks if c["name"] == "ck_events_event_type")
+    assert sorted(re.findall(r"'(\w+)'", text)) == sorted(t.value for t in EventType)
 
 
 def test_an_unmigrated_database_is_refused_with_what_to_run(url: str) -> None:
