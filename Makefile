@@ -16,7 +16,7 @@ endif
 endif
 
 .PHONY: install frontend browser demo data bundle migrate test lint report steering bench \
-	durability clean
+	perf durability clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+# The HTTP benchmark drives the server with wrk (Debian's package wrk).
+WRK ?= /usr/bin/wrk
+$(WRK):
+	if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk || \
+	  (apt-get update -q && apt-get install -y -q wrk); \
+	else sudo apt-get install -y -q wrk; fi
+
 data: install
 	$(BIN)/knobs data --dataset $(DATASET)
 
@@ -65,6 +72,7 @@ demo: data bundle frontend migrate
 lint: install
 	$(BIN)/ruff check app models tests benchmarks migrations
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 test: lint frontend browser
 	KNOBS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
@@ -91,6 +99,15 @@ bench: install bundle
 	$(BIN)/python -m benchmarks.elsa_variants --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.steering_latency --bundle $(BUNDLE)
 	$(BIN)/python -m benchmarks.label_sensitivity --bundle $(BUNDLE)
+
+# Serving speed (in process and over HTTP with wrk) -> reports/performance.{json,md}
+# (about 4 minutes); the event log under load and SIGKILL, on SQLite and on PostgreSQL
+# at KNOBS_TEST_POSTGRES -> reports/durability.{json,md} (about 4 minutes).
+perf: install bundle $(WRK)
+	$(BIN)/python -m benchmarks.performance --bundle $(BUNDLE)
+
+durability: install bundle
+	$(BIN)/python -m benchmarks.durability --bundle $(BUNDLE)
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache

@@ -148,14 +148,27 @@ class GuardMiddleware:
     `max_body` bytes with 413 before the handler sees them (a declared Content-Length
     at once; a chunked body is read up to the limit first)."""
 
+    CSP = (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+           b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+           b"base-uri 'none'; object-src 'none'")
+    DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline' "
+                b"https://cdn.jsdelivr.net; style-src 'self' https://cdn.jsdelivr.net; "
+                b"img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'; "
+                b"base-uri 'none'; object-src 'none'")
+    """/docs is FastAPI's Swagger UI: an inline start-up script and assets from a CDN."""
     HEADERS = [
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"same-origin"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
     ]
 
     def __init__(self, app: ASGIApp, max_body: int, secure: bool) -> None:
         self.app, self.max_body, self.secure = app, max_body, secure
+        self.headers = [*self.HEADERS]
+        if secure:               # served over HTTPS: browsers should stay on it
+            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,20 +179,22 @@ class GuardMiddleware:
             if "app" in scope else None
         cookie = _cookie(scope, VISITOR_COOKIE)
         state["visitor"] = unsign(secret, cookie) if secret else None
+        csp = self.DOCS_CSP if scope["path"] in ("/docs", "/redoc") else self.CSP
+        extra = [*self.headers, (b"content-security-policy", csp)]
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _too_large(send, self.max_body)
+            await _too_large(send, self.max_body, extra)
             return
         if length is None and _header(scope, b"transfer-encoding") is not None:
             body = await self._read_chunked(receive)
             if body is None:
-                await _too_large(send, self.max_body)
+                await _too_large(send, self.max_body, extra)
                 return
             receive = _replay(body)
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", [])) + self.HEADERS
+                headers = [*message.get("headers", []), *extra]
                 if state.get("new_visitor") and secret:
                     headers.append((b"set-cookie", cookie_header(
                         VISITOR_COOKIE, sign(secret, state["visitor"]), self.secure)))
@@ -236,9 +251,9 @@ def _cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
-async def _too_large(send: Send, limit: int) -> None:
+async def _too_large(send: Send, limit: int, headers: list[tuple[bytes, bytes]]) -> None:
     body = f'{{"detail":"request body: at most {limit} bytes"}}'.encode()
     await send({"type": "http.response.start", "status": 413, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
+        (b"connection", b"close"), *headers]})
     await send({"type": "http.response.body", "body": body})

@@ -61,6 +61,8 @@ def test_steer_page_in_chromium(base_url: str) -> None:
         browser = p.chromium.launch(executable_path=str(CHROMIUM),
                                     args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
         page.goto(f"{base_url}/steer?user=1")
         page.wait_for_function("window.htmx !== undefined")
         steered = page.locator("#steered li a")
@@ -131,4 +133,5 @@ def test_steer_page_in_chromium(base_url: str) -> None:
         assert page.locator(f'.knob[data-key="c:{concept}"]').count() == 0
         assert page.locator("#steered li a").all_inner_texts() == before
         page.screenshot(path=str(ARTIFACTS / "steer-after-reset.png"), full_page=True)
+        assert console == []             # nothing refused by the Content-Security-Policy
         browser.close()
