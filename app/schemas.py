@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_KNOBS = 32
 
@@ -12,6 +12,8 @@ MAX_KNOBS = 32
 class KnobIn(BaseModel):
     """One knob: a neuron or a concept (exactly one), how far (alpha in [0, 1]: 0 = as
     before, 1 = only this) and which way."""
+
+    model_config = ConfigDict(extra="forbid")
 
     neuron: int | None = Field(default=None, ge=0)
     concept: str | None = Field(default=None, min_length=1, max_length=200)
@@ -28,6 +30,8 @@ class KnobIn(BaseModel):
 class RecommendIn(BaseModel):
     """Recommendations for a dataset user (`user`, its external id) or an ad-hoc list of
     liked items (`items`, external ids), steered by `knobs`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     user: int | None = None
     items: list[int] | None = Field(default=None, min_length=1, max_length=500)
@@ -109,3 +113,19 @@ class ConceptOut(BaseModel):
     kind: str
     items: int
     neurons: list[int]
+
+
+class Problem(BaseModel):
+    """An error: `detail` says what is wrong (FastAPI's own validation errors list the
+    fields)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body cannot be parsed (not UTF-8 JSON)"},
+    404: {"model": Problem, "description": "An unknown user, item, knob, concept or session"},
+    413: {"model": Problem, "description": "The request body is over the size limit"},
+    422: {"model": Problem, "description": "A field is invalid; the detail names it"},
+}
+"""The error answers every JSON API route documents."""

@@ -10,10 +10,18 @@ from starlette.concurrency import run_in_threadpool
 
 from app import service
 from app.deps import EngineDep
-from app.schemas import CodeOut, ConceptOut, ItemOut, RecommendIn, RecommendOut, UserOut
+from app.schemas import (
+    ERRORS,
+    CodeOut,
+    ConceptOut,
+    ItemOut,
+    RecommendIn,
+    RecommendOut,
+    UserOut,
+)
 from models.neurons import view_dict
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERRORS)
 
 
 @router.get("/users", response_model=list[UserOut])

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -16,12 +16,14 @@ from app import knobstate, service, sessions
 from app.deps import Csrf, DbDep, EngineDep, VisitorDep
 from app.htmx import TEMPLATES, is_htmx
 from app.knobstate import Entry, KnobError
-from app.schemas import MAX_KNOBS, ItemOut, RankedItem
+from app.schemas import ERRORS, MAX_KNOBS, ItemOut, Problem, RankedItem
 from app.security import check_csrf, csrf_token, known_visitor, require_json
 from app.sessions import Screen
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-api = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+api = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], responses={
+    **ERRORS, 409: {"model": Problem, "description": "The session kept changing"},
+    415: {"model": Problem, "description": "Not a JSON request"}})
 IntList = Annotated[list[int] | None, Query()]
 StrList = Annotated[list[str] | None, Query()]
 
@@ -146,6 +148,8 @@ async def permalink_page(request: Request, link_id: str, db: DbDep, engine: Engi
 class KnobState(BaseModel):
     """A knob of a session: key "n:<neuron>", "c:<concept>" or "p:<preset>"."""
 
+    model_config = ConfigDict(extra="forbid")
+
     key: str = Field(pattern=r"^(n:\d{1,9}|p:\d{1,9}|c:.{1,200})$")
     alpha: float = Field(ge=0.0, le=1.0)
     direction: Literal["more", "less"] = "more"
@@ -155,6 +159,8 @@ class SessionIn(BaseModel):
     """A new session on a dataset user or on liked items (external ids); without knobs it
     starts from the subject's own most active neurons, at 0."""
 
+    model_config = ConfigDict(extra="forbid")
+
     user: int | None = None
     items: list[int] | None = Field(default=None, min_length=3, max_length=500)
     n: int = Field(default=20, ge=1, le=100)
@@ -162,6 +168,8 @@ class SessionIn(BaseModel):
 
 
 class KnobsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     knobs: list[KnobState] = Field(max_length=MAX_KNOBS)
 
 
@@ -186,6 +194,8 @@ class SessionOut(BaseModel):
 
 
 class ClickIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     type: Literal["item_click"] = "item_click"
     item: int
 
@@ -212,7 +222,22 @@ def _entries(knobs: list[KnobState]) -> list[Entry]:
                                [k.direction for k in knobs])
 
 
-@api.post("", status_code=201, response_model=SessionOut)
+def _link(operation: str, **extra: str) -> dict[str, Any]:
+    return {"operationId": operation,
+            "parameters": {"sid": "$response.body#/id", **extra}}
+
+
+SESSION_LINKS = {
+    "GetSession": _link("get_session"),
+    "SetKnobs": _link("set_knobs"),
+    "Reset": _link("reset_session"),
+    "Click": {**_link("click_item"), "requestBody": {"item": "$response.body#/steered/0/id"}},
+}
+"""OpenAPI links from a new session to what can be done with it (stateful fuzzing)."""
+
+
+@api.post("", status_code=201, response_model=SessionOut, operation_id="new_session",
+          responses={201: {"links": SESSION_LINKS}})
 async def api_new_session(req: SessionIn, db: DbDep, engine: EngineDep,
                           visitor: VisitorDep) -> Response:
     """Open a session (it belongs to the visitor cookie this answer sets)."""
@@ -224,7 +249,8 @@ async def api_new_session(req: SessionIn, db: DbDep, engine: EngineDep,
     return _out(screen, 201)
 
 
-@api.get("/{sid}", response_model=SessionOut)
+@api.get("/{sid}", response_model=SessionOut, operation_id="get_session",
+         responses={200: {"links": SESSION_LINKS}})
 async def api_session(request: Request, sid: str, db: DbDep, engine: EngineDep
                       ) -> Response:
     """Your session: its knobs and the lists it shows (not logged)."""
@@ -232,7 +258,8 @@ async def api_session(request: Request, sid: str, db: DbDep, engine: EngineDep
                                         known_visitor(request)))
 
 
-@api.put("/{sid}/knobs", response_model=SessionOut)
+@api.put("/{sid}/knobs", response_model=SessionOut, operation_id="set_knobs",
+         responses={200: {"links": SESSION_LINKS}})
 async def api_knobs(request: Request, sid: str, req: KnobsIn, db: DbDep, engine: EngineDep
                     ) -> Response:
     """Set the session's knobs; each added, moved, removed or turned knob is logged, and
@@ -242,7 +269,8 @@ async def api_knobs(request: Request, sid: str, req: KnobsIn, db: DbDep, engine:
                                         known_visitor(request), edit))
 
 
-@api.post("/{sid}/reset", response_model=SessionOut, dependencies=[Depends(require_json)])
+@api.post("/{sid}/reset", response_model=SessionOut, dependencies=[Depends(require_json)],
+          operation_id="reset_session", responses={200: {"links": SESSION_LINKS}})
 async def api_reset(request: Request, sid: str, db: DbDep, engine: EngineDep) -> Response:
     """Back to the subject's own knobs at 0 (logged as one reset)."""
     edit = sessions.form_edit(None, reset=True)
@@ -250,7 +278,8 @@ async def api_reset(request: Request, sid: str, db: DbDep, engine: EngineDep) ->
                                         known_visitor(request), edit))
 
 
-@api.post("/{sid}/events", status_code=201, response_model=EventOut)
+@api.post("/{sid}/events", status_code=201, response_model=EventOut,
+          operation_id="click_item")
 async def api_event(request: Request, sid: str, req: ClickIn, db: DbDep) -> EventOut:
     """Log a click on an item the session shows."""
     return EventOut(id=await run_in_threadpool(sessions.click, db, sid,

@@ -258,3 +258,21 @@ def test_concept_map_must_fit_the_sae(tmp_path: Path, interactions: Interactions
                     train_config=CFG, data=interactions, catalog=catalog, quality={},
                     concepts=concept_map(elsa, sae, catalog))
     assert not list(tmp_path.iterdir())
+
+
+def test_no_pickle_anywhere(tmp_path: Path, interactions: Interactions,
+                            catalog: pd.DataFrame) -> None:
+    """A bundle is JSON and safetensors only, and no code of ours can unpickle."""
+    out = tmp_path / "b"
+    save(out, interactions, catalog)
+    for f in out.iterdir():
+        assert f.suffix in {".json", ".jsonl", ".safetensors"}, f.name
+        head = f.read_bytes()[:2]
+        assert head not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK"), f.name
+    repo = Path(__file__).resolve().parents[2]
+    for py in [*repo.glob("app/**/*.py"), *repo.glob("models/**/*.py"),
+               *repo.glob("migrations/**/*.py"), *repo.glob("benchmarks/**/*.py")]:
+        text = py.read_text()
+        for unsafe in ("import pickle", "torch.load(", "allow_pickle=True", "joblib",
+                       "import dill", "cloudpickle", "pd.read_pickle", "shelve"):
+            assert unsafe not in text, f"{py.relative_to(repo)}: {unsafe}"
