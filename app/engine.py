@@ -188,6 +188,8 @@ class Engine:
                                    cat["year"].astype("float64").tolist(),
                                    cat["genres"].tolist(), strict=True)]
         """The catalog as response models, in item order (built once)."""
+        self.item_dicts = [v.model_dump() for v in self.item_views]
+        """The same as plain dicts, for the hot JSON and HTML paths (copied per answer)."""
         self.user_rows = {int(u): r for r, u in enumerate(bundle.interactions.users.ids)}
         """External user id -> row."""
         self.item_rows = {int(i): r for r, i in enumerate(bundle.interactions.items.ids)}
@@ -319,13 +321,11 @@ class Engine:
         if not blocks:
             return [[] for _ in items]
         w = torch.tensor(weights, dtype=active.dtype, device=self.device)
-        contrib = (torch.cat(blocks) * w[:, None]).cpu().numpy()        # [parts, n]
-        out = []
-        for col in contrib.T:
-            order = np.argsort(-col)[:3]
-            out.append([Reason(refs[j].kind, refs[j].ref, float(col[j]))
-                        for j in order if col[j] > 0])
-        return out
+        contrib = torch.cat(blocks) * w[:, None]                        # [parts, n]
+        values, order = contrib.topk(min(3, contrib.shape[0]), dim=0)    # [3, n] each
+        return [[Reason(refs[j].kind, refs[j].ref, v)
+                 for j, v in zip(js, vs, strict=True) if v > 0]
+                for js, vs in zip(order.T.tolist(), values.T.tolist(), strict=True)]
 
     @torch.no_grad()
     def activations(self, neuron: int) -> np.ndarray:

@@ -226,10 +226,10 @@ def screen(engine: Engine, state: UserState, rows: Sequence[KnobRow], n: int
     ranked = engine.recommend(state, knobs, n)
     steered = service.ranked_items(engine, ranked, shown)
     for item in steered:              # pages name neurons with both labels
-        for w in item.why:
-            if w.neuron is not None:
-                w.label = service.knob_title(engine, w.neuron)
+        for w in item["why"]:
+            if w["neuron"] is not None:
+                w["label"] = service.knob_title(engine, w["neuron"])
     return {"steered": steered,
-            "unsteered": [service.item_out(engine, i) for i in ranked.unsteered],
+            "unsteered": [dict(engine.item_dicts[i]) for i in ranked.unsteered],
             "more_total": more, "scaled": scale < 1.0,
             "high": sum(r.alpha > HIGH for r in rows) >= 2}

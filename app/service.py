@@ -4,10 +4,11 @@ requests, search. Unknown ids raise NotFound naming them (the routes answer 404)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from app.engine import Engine, Ranked, Reason
+from app.engine import Engine, Ranked
 from app.schemas import (
     ActiveKnob,
     CodeOut,
@@ -15,11 +16,8 @@ from app.schemas import (
     ItemOut,
     KnobIn,
     KnobOut,
-    RankedItem,
     RecommendIn,
-    RecommendOut,
     UserOut,
-    Why,
 )
 from models.concepts import normalize
 from models.neurons import NeuronView, describe_neuron
@@ -120,41 +118,37 @@ def is_warm(engine: Engine, req: RecommendIn) -> bool:
     return None in rows or engine.is_warm(items=[r for r in rows if r is not None])
 
 
-def recommend(engine: Engine, req: RecommendIn) -> RecommendOut:
+def recommend(engine: Engine, req: RecommendIn) -> dict[str, Any]:
+    """RecommendOut as plain JSON-ready data (the hot path: no per-item models)."""
     if req.user is not None:
         state = engine.user(user_index(engine, req.user))
     else:
         state = engine.profile(item_indices(engine, req.items or []))
     knobs, shown = knobs_from(engine, req.knobs)
     ranked = engine.recommend(state, knobs, req.n)
-    return RecommendOut(steered=ranked_items(engine, ranked, shown),
-                        unsteered=[item_out(engine, i) for i in ranked.unsteered],
-                        knobs=shown)
+    return {"steered": ranked_items(engine, ranked, shown),
+            "unsteered": [dict(engine.item_dicts[i]) for i in ranked.unsteered],
+            "knobs": [k.model_dump() for k in shown]}
 
 
 def ranked_items(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]
-                 ) -> list[RankedItem]:
-    # built from our own, already typed values: model_construct skips re-validation
+                 ) -> list[dict[str, Any]]:
+    """RankedItem as dicts (templates read them as i.title, the API dumps them)."""
+    labels = [k.label for k in knobs]
+    names = engine.bundle.concepts.label_name
     out = []
-    for r, (i, score, before, why) in enumerate(zip(ranked.items, ranked.scores,
-                                                    ranked.rank_before, ranked.why,
+    for r, (i, score, before, why) in enumerate(zip(ranked.items.tolist(),
+                                                    ranked.scores.tolist(),
+                                                    ranked.rank_before.tolist(), ranked.why,
                                                     strict=True)):
-        item = item_out(engine, i)
-        out.append(RankedItem.model_construct(
-            id=item.id, title=item.title, year=item.year, genres=item.genres,
-            score=float(score), rank=r, rank_before=None if before < 0 else int(before),
-            why=[why_out(engine, reason, knobs) for reason in why]))
+        item = dict(engine.item_dicts[i])
+        item.update(score=score, rank=r, rank_before=None if before < 0 else before,
+                    why=[{"neuron": None, "knob": w.ref, "label": labels[w.ref],
+                          "contribution": w.contribution} if w.kind == "knob" else
+                         {"neuron": w.ref, "knob": None, "label": names(w.ref),
+                          "contribution": w.contribution} for w in why])
+        out.append(item)
     return out
-
-
-def why_out(engine: Engine, reason: Reason, knobs: Sequence[KnobOut]) -> Why:
-    if reason.kind == "knob":
-        return Why.model_construct(neuron=None, knob=reason.ref,
-                                   label=knobs[reason.ref].label,
-                                   contribution=reason.contribution)
-    return Why.model_construct(neuron=reason.ref, knob=None,
-                               label=neuron_label(engine, reason.ref),
-                               contribution=reason.contribution)
 
 
 def user_code(engine: Engine, user_id: int) -> CodeOut:

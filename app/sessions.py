@@ -67,7 +67,7 @@ class Screen:
 
     @property
     def shown(self) -> list[int]:
-        return [i.id for i in self.view["steered"]]
+        return [i["id"] for i in self.view["steered"]]
 
 
 def state_of(engine: Engine, user: int | None, items: Sequence[int] | None) -> UserState:
@@ -148,7 +148,7 @@ def step(db: Database, engine: Engine, sid: str, visitor: str | None,
                     for p in queries.presets_by_id(s, preset_ids)}
         shown_rows = knobstate.resolve(engine, after, info)
         screen_view = knobstate.screen(engine, state, shown_rows if knobs_on else [], n)
-        shown = [i.id for i in screen_view["steered"]]
+        shown = [i["id"] for i in screen_view["steered"]]
         with db.write() as s:
             row = queries.owned_session(s, sid, visitor, lock=True)
             if row.version != version:

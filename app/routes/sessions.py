@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -205,16 +206,15 @@ class EventOut(BaseModel):
 
 
 def _out(screen: Screen, status: int = 200) -> Response:
-    """The session as JSON, serialised once (our own typed values: FastAPI need not
-    validate them again against response_model, which stays for the docs)."""
-    return Response(SessionOut.model_construct(
-        id=screen.id, user=screen.user, items=screen.items, n=screen.n,
-        knobs=[KnobShown.model_construct(key=r.key, alpha=r.alpha, direction=r.direction,
-                                         label=r.label, kind=r.kind, neurons=r.neurons)
-               for r in screen.rows],
-        scaled=screen.view["scaled"], steered=screen.view["steered"],
-        unsteered=screen.view["unsteered"], events=screen.events).model_dump_json(),
-        status_code=status, media_type="application/json")
+    """The session as JSON (SessionOut), serialised once from our own plain data."""
+    body = {"id": screen.id, "user": screen.user, "items": screen.items, "n": screen.n,
+            "knobs": [{"key": r.key, "alpha": r.alpha, "direction": r.direction,
+                       "label": r.label, "kind": r.kind, "neurons": r.neurons}
+                      for r in screen.rows],
+            "scaled": screen.view["scaled"], "steered": screen.view["steered"],
+            "unsteered": screen.view["unsteered"], "events": screen.events}
+    return Response(pydantic_core.to_json(body), status_code=status,
+                    media_type="application/json")
 
 
 def _entries(knobs: list[KnobState]) -> list[Entry]:
