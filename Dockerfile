@@ -19,9 +19,8 @@ RUN npm ci --no-audit --no-fund
 FROM python:3.11-slim-bookworm
 
 # CPU wheels by default; a CUDA index (e.g. https://download.pytorch.org/whl/cu128)
-# selects CUDA-enabled torch of the same version.
+# selects CUDA-enabled torch of the same version (run it with `docker run --gpus all`).
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ARG TORCH_VERSION=2.13.0
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -36,13 +35,16 @@ RUN groupadd --system --gid 10001 knobs \
     && useradd --system --uid 10001 --gid knobs --home-dir /app knobs
 WORKDIR /app
 
-# dependencies first: this layer is rebuilt only when pyproject.toml changes
-COPY pyproject.toml README.md ./
+# torch first, in its own layer (the pin is pyproject.toml's; a test keeps them equal)
+RUN pip install --index-url "${TORCH_INDEX}" "torch==2.13.0"
+
+# then the other dependencies: rebuilt only when pyproject.toml changes
+COPY pyproject.toml ./
 RUN mkdir -p app models \
-    && touch app/__init__.py models/__init__.py \
-    && pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
+    && touch README.md app/__init__.py models/__init__.py \
     && pip install . \
-    && pip uninstall -y knobs
+    && pip uninstall -y knobs \
+    && rm -rf app models README.md
 
 # then the code
 COPY app ./app
@@ -57,7 +59,7 @@ RUN mkdir -p /data /bundle \
     && chmod 0755 docker-entrypoint.sh
 
 USER 10001:10001
-VOLUME ["/data"]
+VOLUME ["/data", "/bundle"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +11,6 @@ from typing import Any
 
 import torch
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
         finally:
             app.state.db.dispose()
 
-    app = FastAPI(title="Knobs", version="1", lifespan=lifespan,
+    app = FastAPI(title="Knobs", version="1", lifespan=lifespan, redoc_url=None,
                   description="Steer recommendations with labelled SAE knobs.")
     app.state.settings = settings
 
@@ -102,10 +102,15 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """422 naming each field; the input is not echoed back (it may hold NaN, lone
+        surrogates or a megabyte of junk)."""
+        errors = [{"type": e["type"], "loc": [_text(p) for p in e["loc"]],
+                   "msg": _text(e["msg"])} for e in exc.errors()]
         if request.url.path.startswith("/api/"):
-            return await request_validation_exception_handler(request, exc)
+            return Response(json.dumps({"detail": errors}, ensure_ascii=True),
+                            status_code=422, media_type="application/json")
         return _error(request, 422, "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()))
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors))
 
     app.include_router(health.router)
     app.include_router(api.router)
@@ -118,6 +123,13 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
                        secure=settings.cookie_secure)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     return app
+
+
+def _text(value: object) -> str | int:
+    """A location part or message as safe text (lone surrogates escaped)."""
+    if isinstance(value, int):
+        return value
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _handler(status: int) -> Any:

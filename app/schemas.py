@@ -13,7 +13,7 @@ class KnobIn(BaseModel):
     """One knob: a neuron or a concept (exactly one), how far (alpha in [0, 1]: 0 = as
     before, 1 = only this) and which way."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     neuron: int | None = Field(default=None, ge=0)
     concept: str | None = Field(default=None, min_length=1, max_length=200)
@@ -31,7 +31,9 @@ class RecommendIn(BaseModel):
     """Recommendations for a dataset user (`user`, its external id) or an ad-hoc list of
     liked items (`items`, external ids), steered by `knobs`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"user": 1, "n": 10, "knobs": [
+                                  {"neuron": 0, "alpha": 0.3}]}]})
 
     user: int | None = None
     items: list[int] | None = Field(default=None, min_length=1, max_length=500)

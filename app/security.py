@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger(__name__)
 VISITOR_COOKIE = "knobs_visitor"
 ADMIN_COOKIE = "knobs_admin"
 COOKIE_AGE = 180 * 24 * 3600
@@ -47,7 +50,14 @@ def unsign(secret: str, cookie: str | None) -> str | None:
     if not cookie or "." not in cookie or len(cookie) > 200:
         return None
     value, _, sig = cookie.rpartition(".")
-    return value if hmac.compare_digest(sig, mac(secret, "visitor", value)) else None
+    return value if same(sig, mac(secret, "visitor", value)) else None
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time equality of two strings of any characters (hmac.compare_digest
+    refuses non-ASCII str)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"),
+                               b.encode("utf-8", "surrogateescape"))
 
 
 def csrf_token(secret: str, visitor: str) -> str:
@@ -84,7 +94,7 @@ async def check_csrf(request: Request) -> None:
         value = form.get("csrf")
         sent = value if isinstance(value, str) else None
     secret: str = request.app.state.secret
-    if vid is None or sent is None or not hmac.compare_digest(sent, csrf_token(secret, vid)):
+    if vid is None or sent is None or not same(sent, csrf_token(secret, vid)):
         raise HTTPException(403, "csrf: missing or invalid form token (reload the page)")
 
 
@@ -112,7 +122,7 @@ def is_admin(request: Request) -> bool:
     if not token:
         return False
     auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), token.encode()):
+    if auth.startswith("Bearer ") and same(auth[7:], token):
         return True
     cookie = request.cookies.get(ADMIN_COOKIE, "")
     issued, _, _ = cookie.partition(".")
@@ -122,7 +132,7 @@ def is_admin(request: Request) -> bool:
         return False
     expected = admin_cookie(request.app.state.secret, token, _admin_epoch(request),
                             int(issued))
-    return hmac.compare_digest(cookie.encode(), expected.encode())
+    return same(cookie, expected)
 
 
 def require_admin(request: Request) -> None:
@@ -140,6 +150,11 @@ def require_json(request: Request) -> None:
     kind = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if kind != "application/json":
         raise HTTPException(415, "Content-Type: must be application/json")
+
+
+SAFE_HEAD = re.compile(r"/(healthz|readyz|items(/\d+)?|knobs/\d+|concepts|docs|openapi\.json"
+                       r"|api/v1/(users|items|concepts|knobs)(/[^/]+)?|static/.*)?")
+"""GETs without side effects (no session opened, no event logged), which HEAD may ask."""
 
 
 class GuardMiddleware:
@@ -174,12 +189,15 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        head = scope["method"] == "HEAD" and SAFE_HEAD.fullmatch(scope["path"]) is not None
+        if head:                     # a read-only GET answers HEAD: its headers, no body
+            scope = {**scope, "method": "GET"}
         state: dict[str, Any] = scope.setdefault("state", {})
         secret: str | None = getattr(scope["app"].state, "secret", None) \
             if "app" in scope else None
         cookie = _cookie(scope, VISITOR_COOKIE)
         state["visitor"] = unsign(secret, cookie) if secret else None
-        csp = self.DOCS_CSP if scope["path"] in ("/docs", "/redoc") else self.CSP
+        csp = self.DOCS_CSP if scope["path"] == "/docs" else self.CSP
         extra = [*self.headers, (b"content-security-policy", csp)]
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
@@ -192,8 +210,15 @@ class GuardMiddleware:
                 return
             receive = _replay(body)
 
+        started = False
+
         async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.body" and head:
+                message = {"type": "http.response.body", "body": b"",
+                           "more_body": message.get("more_body", False)}
             if message["type"] == "http.response.start":
+                started = True
                 headers = [*message.get("headers", []), *extra]
                 if state.get("new_visitor") and secret:
                     headers.append((b"set-cookie", cookie_header(
@@ -201,7 +226,17 @@ class GuardMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, sending)
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:
+                raise
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            body = b'{"detail":"internal error (logged)"}'
+            await send({"type": "http.response.start", "status": 500, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()), *extra]})
+            await send({"type": "http.response.body", "body": body})
 
     async def _read_chunked(self, receive: Receive) -> bytes | None:
         """The whole body, or None once it passes the limit."""

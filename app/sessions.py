@@ -259,7 +259,7 @@ def thaw(db: Database, engine: Engine, link_id: str) -> tuple[Permalink, Screen]
     """The permalink's screen, recomputed; NotFound if unknown, Stale if the bundle or
     the list differs from the one recorded."""
     with db.read() as s:
-        link = s.get(Permalink, link_id) if queries.TOKEN.match(link_id) else None
+        link = s.get(Permalink, link_id) if queries.TOKEN.fullmatch(link_id) else None
     if link is None:
         raise service.NotFound(f"unknown permalink {link_id[:64]!r}")
     if link.bundle_sha256 != engine.bundle.sha256:

@@ -221,6 +221,8 @@ def verify_manifest(path: Path) -> dict[str, Any]:
         raise BundleError(f"{mpath}: lists {sorted(files)}, expected {sorted(FILES)}")
     for name, entry in files.items():
         f = path / name
+        if not isinstance(entry, dict):
+            raise BundleError(f"{mpath}: entry {name!r} is not an object with bytes and sha256")
         if Path(name).name != name or f.resolve().parent != path.resolve():
             raise BundleError(f"{mpath}: entry {name!r} points outside the bundle folder")
         if not f.is_file():
@@ -234,6 +236,36 @@ def verify_manifest(path: Path) -> dict[str, Any]:
             raise BundleError(f"{f}: sha256 {digest[:16]}… does not match the manifest's "
                               f"{str(entry.get('sha256'))[:16]}… (corrupted or modified)")
     return manifest
+
+
+CATALOG_LISTS = ("genres", "tags", "directors", "countries")
+
+
+def _check_catalog(f: Path, catalog: pd.DataFrame) -> None:
+    """BundleError naming the file, column and row unless every row has an integer
+    item, a text title, an integer year or none, and lists of text for the metadata."""
+    missing = [c for c in ("item", "title", "year", *CATALOG_LISTS, "hetrec_tags")
+               if c not in catalog]
+    if missing:
+        raise BundleError(f"{f}: no column {missing[0]!r}")
+
+    def bad(column: str, ok: Any) -> None:
+        rows = [r for r, v in enumerate(catalog[column].tolist()) if not ok(v)]
+        if rows:
+            v = catalog[column].iloc[rows[0]]
+            what = "is missing" if v is None or (isinstance(v, float) and np.isnan(v)) \
+                else f"{v!r} is not valid"
+            raise BundleError(f"{f}: row {rows[0] + 1}: {column} {what}")
+
+    bad("item", lambda v: isinstance(v, int) and not isinstance(v, bool))
+    bad("title", lambda v: isinstance(v, str))
+    bad("year", lambda v: v is None or (isinstance(v, float) and np.isnan(v))
+        or (isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer()))
+    for column in CATALOG_LISTS:
+        bad(column, lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
+    bad("hetrec_tags", lambda v: isinstance(v, list) and all(     # [tag, weight] pairs
+        isinstance(x, list) and len(x) == 2 and isinstance(x[0], str)
+        and isinstance(x[1], int) and not isinstance(x[1], bool) for x in v))
 
 
 def _tensors(f: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
@@ -304,6 +336,9 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         train_config = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path / 'config.json'}: missing or invalid field ({exc})") from exc
+    if kind not in ("topk", "basic"):
+        raise BundleError(f"{path / 'config.json'}: sae.kind {kind!r} is neither 'topk' nor "
+                          "'basic'")
     f32 = torch.float32
     a = _tensors(path / "elsa.safetensors", {"A": ((n_items, d), f32)})["A"]
     s = _tensors(path / "sae.safetensors", {"W_enc": ((d, h), f32), "b_enc": ((h,), f32),
@@ -324,6 +359,7 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         catalog = pd.read_json(path / "catalog.jsonl", lines=True, dtype=False)
     except ValueError as exc:
         raise BundleError(f"{path / 'catalog.jsonl'}: not valid JSON lines ({exc})") from exc
+    _check_catalog(path / "catalog.jsonl", catalog)
     if len(catalog) != n_items or not np.array_equal(catalog["item"].to_numpy(),
                                                      interactions.items.ids):
         raise BundleError(f"{path / 'catalog.jsonl'}: rows do not match the model's items")

@@ -24,11 +24,11 @@ from app.db.tables import (
     Study,
     utcnow,
 )
-from app.security import new_token
+from app.security import new_token, same
 
-TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What session, profile and permalink ids look like (new_token)."""
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 """What a study slug looks like."""
 
 
@@ -59,13 +59,13 @@ def rotate_secret(db_session: Session, name: str) -> None:
 def owned_session(s: Session, sid: str, visitor: str | None, lock: bool = False
                   ) -> SteerSession:
     """The visitor's session `sid`; Missing otherwise (another's reads as unknown)."""
-    if not TOKEN.match(sid):
+    if not TOKEN.fullmatch(sid):
         raise Missing(f"unknown session {sid[:64]!r}")
     q = select(SteerSession).where(SteerSession.id == sid)
     if lock:
         q = q.with_for_update()
     row = s.scalars(q).first()
-    if row is None or visitor is None or not secrets.compare_digest(row.visitor, visitor):
+    if row is None or visitor is None or not same(row.visitor, visitor):
         raise Missing(f"unknown session {sid[:64]!r}")
     return row
 
@@ -145,7 +145,7 @@ def presets_by_id(s: Session, ids: Sequence[int]) -> list[Preset]:
 
 
 def study(s: Session, slug: str, lock: bool = False) -> Study:
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         raise Missing(f"unknown study {slug[:64]!r}")
     q = select(Study).where(Study.slug == slug)
     if lock:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import hmac
 import io
 import json
 import re
@@ -31,6 +30,7 @@ from app.security import (
     cookie_header,
     csrf_token,
     known_visitor,
+    same,
 )
 
 router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
@@ -54,7 +54,7 @@ def login(request: Request, token: Annotated[str, Form(max_length=512)]) -> Resp
     expected: str | None = request.app.state.settings.admin_token
     if not expected:
         raise PermissionError("admin is disabled: the server has no KNOBS_ADMIN_TOKEN")
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not same(token, expected):
         raise PermissionError("admin: wrong token")
     with request.app.state.db.write() as s:
         epoch = queries.secret(s, "admin-epoch")
@@ -136,7 +136,7 @@ def create_study(db: DbDep, slug: Annotated[str, Form(max_length=64)],
                  consent: Annotated[str, Form(min_length=1, max_length=20000)],
                  conditions: Annotated[str, Form(max_length=4000)],
                  n: Annotated[int, Form(ge=1, le=100)] = 10) -> Response:
-    if not queries.SLUG.match(slug):
+    if not queries.SLUG.fullmatch(slug):
         raise PageError("slug: lowercase letters, digits and '-', at most 64")
     conds = parse_conditions(conditions)
     title, consent = text("title", title), text("consent", consent)
@@ -186,8 +186,17 @@ def export(slug: str, fmt: Literal["csv", "json"], db: DbDep) -> Response:
     writer = csv.DictWriter(buf, EXPORT_FIELDS)
     writer.writeheader()
     for e in events:
-        writer.writerow({**e, "shown": " ".join(str(i) for i in e["shown"])})
+        writer.writerow({k: _cell(v) for k, v in e.items()} |
+                        {"shown": " ".join(str(i) for i in e["shown"])})
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (or a tab or
+    carriage return) gets a leading apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 @router.post("/presets", dependencies=[Admin, Csrf])

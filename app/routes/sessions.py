@@ -3,7 +3,6 @@ item clicks and permalinks, as pages (htmx fragments) and as JSON API v1."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any, Literal
 
 import pydantic_core
@@ -18,7 +17,7 @@ from app.deps import Csrf, DbDep, EngineDep, VisitorDep
 from app.htmx import TEMPLATES, is_htmx
 from app.knobstate import Entry, KnobError
 from app.schemas import ERRORS, MAX_KNOBS, ItemOut, Problem, RankedItem
-from app.security import check_csrf, csrf_token, known_visitor, require_json
+from app.security import check_csrf, csrf_token, known_visitor, require_json, same
 from app.sessions import Screen
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -118,7 +117,7 @@ async def click(request: Request, sid: str, item_id: int, db: DbDep,
     vid = known_visitor(request)
     if request.method == "POST":
         await check_csrf(request)
-    elif vid is None or not hmac.compare_digest(t, csrf_token(request.app.state.secret, vid)):
+    elif vid is None or not same(t, csrf_token(request.app.state.secret, vid)):
         raise HTTPException(403, "csrf: missing or invalid link token (reload the page)")
     await run_in_threadpool(sessions.click, db, sid, vid, item_id)
     if request.method == "POST":
@@ -149,7 +148,7 @@ async def permalink_page(request: Request, link_id: str, db: DbDep, engine: Engi
 class KnobState(BaseModel):
     """A knob of a session: key "n:<neuron>", "c:<concept>" or "p:<preset>"."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     key: str = Field(pattern=r"^(n:\d{1,9}|p:\d{1,9}|c:.{1,200})$")
     alpha: float = Field(ge=0.0, le=1.0)
@@ -160,7 +159,8 @@ class SessionIn(BaseModel):
     """A new session on a dataset user or on liked items (external ids); without knobs it
     starts from the subject's own most active neurons, at 0."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"user": 1, "n": 10}]})
 
     user: int | None = None
     items: list[int] | None = Field(default=None, min_length=3, max_length=500)
@@ -169,7 +169,7 @@ class SessionIn(BaseModel):
 
 
 class KnobsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     knobs: list[KnobState] = Field(max_length=MAX_KNOBS)
 
@@ -194,8 +194,14 @@ class SessionOut(BaseModel):
     """Ids of the events this call logged, committed before the answer."""
 
 
+class ResetIn(BaseModel):
+    """No fields: a reset takes the JSON object {}."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 class ClickIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["item_click"] = "item_click"
     item: int
@@ -271,7 +277,8 @@ async def api_knobs(request: Request, sid: str, req: KnobsIn, db: DbDep, engine:
 
 @api.post("/{sid}/reset", response_model=SessionOut, dependencies=[Depends(require_json)],
           operation_id="reset_session", responses={200: {"links": SESSION_LINKS}})
-async def api_reset(request: Request, sid: str, db: DbDep, engine: EngineDep) -> Response:
+async def api_reset(request: Request, sid: str, req: ResetIn, db: DbDep, engine: EngineDep
+                    ) -> Response:
     """Back to the subject's own knobs at 0 (logged as one reset)."""
     edit = sessions.form_edit(None, reset=True)
     return _out(await run_in_threadpool(sessions.step, db, engine, sid,

@@ -23,7 +23,7 @@ from app.routes.sessions import page_context
 from app.security import csrf_token, known_visitor
 
 router = APIRouter(prefix="/study", tags=["studies"], include_in_schema=False)
-PID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+PID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def _study(db: Database, slug: str) -> Study:
@@ -60,7 +60,7 @@ def consent_page(request: Request, slug: str, db: DbDep, visitor: VisitorDep,
     if me is not None:
         return RedirectResponse(_next(db, study, me), status_code=303)
     _open_for_joining(study)
-    if pid is not None and not PID.match(pid):
+    if pid is not None and not PID.fullmatch(pid):
         raise PageError("pid: letters, digits and _ . : - only, at most 128")
     return TEMPLATES.TemplateResponse(request, "pages/study_consent.html", {
         "study": study, "pid": pid or "",
@@ -71,7 +71,7 @@ def consent_page(request: Request, slug: str, db: DbDep, visitor: VisitorDep,
 def consent(slug: str, db: DbDep, visitor: VisitorDep,
             pid: Annotated[str, Form(max_length=128)] = "") -> Response:
     """Join the study: a condition with the fewest participants so far."""
-    if pid and not PID.match(pid):
+    if pid and not PID.fullmatch(pid):
         raise PageError("pid: letters, digits and _ . : - only, at most 128")
     with db.write() as s:
         study = queries.study(s, slug, lock=True)

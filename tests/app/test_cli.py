@@ -4,6 +4,7 @@ models, and once as a real subprocess with the shipped defaults), the one-line e
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,15 @@ def test_knobs_train_on_ml_latest_small(tmp_path: Path, real_data_dir: Path) -> 
                     for i in (b.sae.W_dec[n] @ b.elsa.A.T).topk(20).indices)
                 for n in labelled]
     assert max(animated) >= 10, animated
+
+
+def test_the_container_pins_the_same_torch_and_runs_migrations_first() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    docker = (repo / "Dockerfile").read_text()
+    pin = re.search(r'"torch==([\d.]+)"', (repo / "pyproject.toml").read_text())
+    assert pin and f'"torch=={pin.group(1)}"' in docker
+    assert re.search(r"^USER \d+:\d+$", docker, re.M) and "HEALTHCHECK" in docker
+    assert 'VOLUME ["/data", "/bundle"]' in docker
+    entry = (repo / "docker-entrypoint.sh").read_text().splitlines()
+    commands = [line for line in entry if line and not line.startswith(("#", "set "))]
+    assert commands[0] == "alembic upgrade head" and commands[1].startswith("exec uvicorn")

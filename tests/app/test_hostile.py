@@ -5,6 +5,7 @@ no page has a script beyond our own two."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,24 @@ def test_hostile_concepts_as_knobs_and_hostile_study_text(client: TestClient) ->
         inert(r.text)
         assert "<h1 onclick" not in r.text and "<img src=x onerror" not in r.text
     assert str(escape(consent)) in client.get("/study/hostile").text
-    frame = pd.read_csv(__import__("io").StringIO(
-        client.get("/admin/studies/hostile/events.csv").text))
+    with TestClient(client.app) as p:                   # a participant's whole path
+        page = p.get("/study/hostile", params={"pid": "-cmd"})
+        inert(page.text)
+        token = re.findall(r'name="csrf" value="([^"]+)"', page.text)[0]
+        profile = p.post("/study/hostile/consent", data={"csrf": token, "pid": "-cmd"})
+        inert(profile.text)
+        liked = p.get("/items", params={"q": "quoted", "items": [1, 2, 5]})
+        inert(liked.text)
+        assert str(escape(TITLES[0])) in liked.text                 # ticked, escaped
+        steer = p.post("/study/hostile/start", data={"csrf": token, "items": [1, 2, 5]})
+        inert(steer.text)
+        assert "<title>&lt;h1 onclick=x&gt;Study&lt;/h1&gt;</title>" in steer.text
+        assert str(escape(TITLES[1])) in steer.text or str(escape(TITLES[2])) in steer.text
+        done = p.post("/study/hostile/complete", data={"csrf": token})
+        inert(done.text)
+    inert(client.get("/admin/studies/hostile").text)
+    assert "<td>-cmd</td>" in client.get("/admin/studies/hostile").text
+    frame = pd.read_csv(io.StringIO(client.get("/admin/studies/hostile/events.csv").text),
+                        dtype=str)
     assert list(frame.columns)[:3] == ["id", "at", "type"]
+    assert set(frame["participant_external_id"]) == {"'-cmd"}     # no spreadsheet formula

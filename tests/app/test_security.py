@@ -58,3 +58,45 @@ def test_secure_cookies_and_hsts_behind_https(settings: Settings) -> None:
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
         assert r.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_odd_bytes_in_cookies_tokens_and_bodies_are_refused_not_500(
+        client: TestClient) -> None:
+    r = client.get("/steer?user=1", headers={"Cookie": b"knobs_visitor=a.\xc3\xa9"},  # type: ignore[dict-item]
+                   follow_redirects=False)
+    assert r.status_code == 303 and "knobs_visitor=" in r.headers["set-cookie"]  # a new one
+    with TestClient(client.app) as c:
+        page = c.get("/steer?user=1")
+        sid = str(page.url).rsplit("/", 1)[1]
+        for token in ("é", "\u2603" * 40):
+            r = c.post(f"/sessions/{sid}/knobs", data={"csrf": token, "add": "c:concept-1"})
+            assert r.status_code == 403
+            r = c.post(f"/sessions/{sid}/knobs", data={"add": "c:concept-1"},
+                       headers={"X-CSRF-Token": token.encode()})  # type: ignore[dict-item]
+            assert r.status_code == 403
+        assert c.get(f"/sessions/{sid}/click/1", params={"t": "é"},
+                     follow_redirects=False).status_code == 403
+    for body in (b'{"user":1,"knobs":[{"neuron":1,"alpha":NaN}]}', b'{"user":1e400}',
+                 b'{"user":1,"knobs":[{"concept":"\\ud800","alpha":0.5}]}',
+                 b'{"user": true}', b'{"user": "1"}', b'{"user": 1, "extra": 2}'):
+        r = client.post("/api/v1/recommendations", content=body,
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (body, r.status_code)
+        assert all("input" not in e for e in r.json()["detail"])   # nothing echoed back
+
+
+def test_an_unexpected_error_is_a_500_with_the_headers(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as c:
+        c.app.state.engine = object()           # /readyz now fails inside
+        r = c.get("/readyz")
+        assert r.status_code == 500 and r.json() == {"detail": "internal error (logged)"}
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_head_answers_read_only_gets(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/", "/knobs/3", "/api/v1/users", "/static/js/knobs.js"):
+        r = client.head(path)
+        assert r.status_code == 200 and r.content == b"", path
+        assert "content-security-policy" in r.headers
+    assert client.head("/steer?user=1").status_code == 405    # opens a session: no HEAD

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,39 @@ def test_no_pickle_anywhere(tmp_path: Path, interactions: Interactions,
         for unsafe in ("import pickle", "torch.load(", "allow_pickle=True", "joblib",
                        "import dill", "cloudpickle", "pd.read_pickle", "shelve"):
             assert unsafe not in text, f"{py.relative_to(repo)}: {unsafe}"
+
+
+@pytest.mark.parametrize(("change", "names"), [
+    (lambda row: row.pop("title"), "row 1: title is missing"),
+    (lambda row: row.update(title=7), "row 1: title 7 is not valid"),
+    (lambda row: [row.pop(k) for k in list(row)], "row 1: item is missing"),
+    (lambda row: row.update(year="nineteen"), "row 1: year 'nineteen' is not valid"),
+    (lambda row: row.update(item="1"), "row 1: item '1' is not valid"),
+    (lambda row: row.update(genres="Drama"), "row 1: genres 'Drama' is not valid"),
+    (lambda row: row.update(directors=[3]), "row 1: directors [3] is not valid"),
+    (lambda row: row.update(hetrec_tags=[["pixar", "10"]]),
+     "row 1: hetrec_tags [['pixar', '10']] is not valid"),
+])
+def test_a_rehashed_catalog_is_still_checked(bundle: Path, change: Any, names: str) -> None:
+    """The manifest proves integrity, not sense: whoever edits a file can re-hash it."""
+    f = bundle / "catalog.jsonl"
+    rows = [json.loads(line) for line in f.read_text().splitlines()]
+    change(rows[0])
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    update_manifest(bundle, "catalog.jsonl")
+    with pytest.raises(BundleError, match=rf"catalog\.jsonl: {re.escape(names)}"):
+        load_bundle(bundle)
+
+
+def test_a_rehashed_config_and_manifest_are_still_checked(bundle: Path) -> None:
+    config = json.loads((bundle / "config.json").read_text())
+    config["sae"]["kind"] = "mystery"
+    (bundle / "config.json").write_text(json.dumps(config))
+    update_manifest(bundle, "config.json")
+    with pytest.raises(BundleError, match=r"config\.json: sae\.kind 'mystery'"):
+        load_bundle(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["sae.safetensors"] = "trust me"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"entry 'sae\.safetensors' is not an object"):
+        load_bundle(bundle)
