@@ -31,7 +31,7 @@ import torch
 
 from app.schemas import ItemOut
 from models.bundle import Bundle
-from models.metrics import top_n
+from models.metrics import top_n_owned
 from models.steering import (
     Knob,
     UserScores,
@@ -83,12 +83,12 @@ class LRU(Generic[K, V]):
 @dataclass(frozen=True)
 class UserState:
     """scores: the §7 state (code, active neurons, mass, std, offset, latent); inputs:
-    [m] item indices the user has (masked from recommendations); mask: [items] bool on
-    the device; unsteered: [items] the unsteered scores."""
+    [m] item indices the user has (masked from recommendations); taken: the same on the
+    device; unsteered: [items] the unsteered scores (shared: never written)."""
 
     scores: UserScores
     inputs: np.ndarray
-    mask: torch.Tensor
+    taken: torch.Tensor
     unsteered: torch.Tensor
     _cache: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
@@ -211,9 +211,8 @@ class Engine:
         out = []
         for r in range(x.shape[0]):
             s = user_scores(self.elsa, self.sae, self.basis, code[r], mean[r], std[r])
-            mask = x[r] > 0
-            out.append(UserState(s, torch.nonzero(mask).ravel().cpu().numpy(), mask,
-                                 s.offset + s.std * s.latent))
+            taken = torch.nonzero(x[r] > 0).ravel()
+            out.append(UserState(s, taken.cpu().numpy(), taken, s.offset + s.std * s.latent))
         return out
 
     def user(self, index: int) -> UserState:
@@ -277,13 +276,16 @@ class Engine:
     @torch.no_grad()
     def recommend(self, state: UserState, knobs: Sequence[Knob], n: int = 20) -> Ranked:
         """Top n steered by `knobs`, beside the unsteered top n, with each item's why."""
+        before = state._cache.get(f"top{n}")              # the unsteered top n, once
+        if before is None:
+            before = top_n_owned(state.unsteered.clone(), n, state.taken)
+            state._cache[f"top{n}"] = before
         if knobs:
             knob_rows = torch.stack([self.knob_row(k.neurons) for k in knobs])
             scores = steered_scores(state.scores, knobs, knob_rows, self.rows)
+            top = top_n_owned(scores, n, state.taken)     # a fresh vector: ours to write
         else:
-            scores = state.unsteered
-        top = top_n(scores[None], n, exclude=state.mask[None])[0]
-        before = top_n(state.unsteered[None], n, exclude=state.mask[None])[0]
+            scores, top = state.unsteered, before
         items = top.cpu().numpy()
         unsteered = before.cpu().numpy()
         pos = {int(i): r for r, i in enumerate(unsteered)}

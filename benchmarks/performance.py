@@ -7,10 +7,11 @@ concurrent clients. Writes reports/performance.{json,md}.
 
 Knob change (one thread, the user's state and rows cached as a session has them): a
 slider moves one of five knobs (a concept knob of 10 neurons among them) and the top 20
-is recomputed: `steered_scores` + top-20 with inputs masked.
+is recomputed: `steered_scores` + top-20 with the inputs set to -inf in place.
 Naive: the same change by a full forward from the user's history: ELSA encoder, SAE
 encoder, `steer`, SAE decoder, ELSA decoder, top-20.
-Floor: one pass over the item scores (a fused add) + top-20, the least any method does.
+Floor: one pass over the item scores (a fused add) + top-20 the same way, the least any
+method does.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from benchmarks.common import serve, write_reports
 from models.bundle import load_bundle
 from models.elsa import ELSA
 from models.evaluate import machine_info
-from models.metrics import top_n
+from models.metrics import top_n, top_n_owned
 from models.sae import SparseAutoencoder, TopKSAE
 from models.steering import (
     Knob,
@@ -70,6 +71,7 @@ def knob_change(elsa: ELSA, sae: SparseAutoencoder, histories: list[np.ndarray],
             x = torch.zeros(1, n_items)
             x[0, torch.from_numpy(items)] = 1.0
             mask = x > 0
+            taken = torch.from_numpy(np.sort(items)).long()
             code, mean, std = sae.encode(elsa.encode(x))
             user = user_scores(elsa, sae, basis, code[0], mean, std)
             active = sorted(user.active)
@@ -93,10 +95,10 @@ def knob_change(elsa: ELSA, sae: SparseAutoencoder, histories: list[np.ndarray],
                 t0 = time.perf_counter()
                 knob_rows = torch.stack([rows_of[k.neurons] for k in knobs])
                 scores = steered_scores(user, knobs, knob_rows, neuron_rows)
-                top_n(scores[None], 20, exclude=mask)
+                top_n_owned(scores, 20, taken)
                 fast.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                top_n(torch.add(user.offset, user.latent, alpha=0.5)[None], 20, exclude=mask)
+                top_n_owned(torch.add(user.offset, user.latent, alpha=0.5), 20, taken)
                 floor.append(time.perf_counter() - t0)
                 if len(fast) % 10 == 0:          # the same change by a full forward
                     t0 = time.perf_counter()

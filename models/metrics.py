@@ -16,6 +16,15 @@ def top_n(scores: torch.Tensor, n: int, exclude: torch.Tensor | None = None) -> 
     return scores.topk(min(n, scores.shape[-1]), dim=-1).indices
 
 
+def top_n_owned(scores: torch.Tensor, n: int, taken: torch.Tensor) -> torch.Tensor:
+    """top_n for one user whose score vector the caller owns (it is overwritten): the
+    `taken` item indices ([m] long) set to -inf in place, then topk. scores: [items] ->
+    [n]. One pass over the items fewer than a mask (serving hot path, method.md §7)."""
+    if taken.numel():
+        scores.index_fill_(0, taken, float("-inf"))
+    return scores.topk(min(n, scores.shape[-1])).indices
+
+
 def recall_ndcg_at_k(ranked: np.ndarray, targets: sp.csr_matrix, k: int = 20
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-user Recall@k and nDCG@k with binary gains.

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from models.metrics import mean_se, paired_bootstrap, recall_ndcg_at_k, top_n
+from models.metrics import mean_se, paired_bootstrap, recall_ndcg_at_k, top_n, top_n_owned
 
 
 def targets(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
@@ -106,3 +106,17 @@ def test_paired_bootstrap_drops_nan_pairs_and_needs_one() -> None:
     assert (diff, lo, hi) == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="no users"):
         paired_bootstrap(np.array([np.nan]), np.array([1.0]), np.random.default_rng(0))
+
+
+def test_top_n_owned_equals_top_n_with_a_mask() -> None:
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(50, generator=g)
+    taken = torch.tensor([3, 7, int(scores.argmax())])
+    mask = torch.zeros(1, 50, dtype=torch.bool)
+    mask[0, taken] = True
+    expected = top_n(scores[None], 10, exclude=mask)[0]
+    owned = scores.clone()
+    assert torch.equal(top_n_owned(owned, 10, taken), expected)
+    assert torch.isinf(owned[taken]).all()                  # written in place, as documented
+    assert torch.equal(top_n_owned(scores.clone(), 80, torch.tensor([], dtype=torch.long)),
+                       scores.topk(50).indices)
