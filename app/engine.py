@@ -281,7 +281,7 @@ class Engine:
             before = top_n_owned(state.unsteered.clone(), n, state.taken)
             state._cache[f"top{n}"] = before
         if knobs:
-            knob_rows = torch.stack([self.knob_row(k.neurons) for k in knobs])
+            knob_rows = [self.knob_row(k.neurons) for k in knobs]
             scores = steered_scores(state.scores, knobs, knob_rows, self.rows)
             top = top_n_owned(scores, n, state.taken)     # a fresh vector: ours to write
         else:

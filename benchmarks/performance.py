@@ -93,7 +93,7 @@ def knob_change(elsa: ELSA, sae: SparseAutoencoder, histories: list[np.ndarray],
                 knobs = [Knob(ns, s) for ns, s in zip(knob_neurons, strengths, strict=True)
                          if s != 0.0]
                 t0 = time.perf_counter()
-                knob_rows = torch.stack([rows_of[k.neurons] for k in knobs])
+                knob_rows = [rows_of[k.neurons] for k in knobs]
                 scores = steered_scores(user, knobs, knob_rows, neuron_rows)
                 top_n_owned(scores, 20, taken)
                 fast.append(time.perf_counter() - t0)

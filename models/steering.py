@@ -219,7 +219,8 @@ def knob_row(rows: torch.Tensor) -> torch.Tensor:
     return rows.mean(dim=0)
 
 
-def steered_scores(user: UserScores, knobs: Sequence[Knob], knob_rows: torch.Tensor,
+def steered_scores(user: UserScores, knobs: Sequence[Knob],
+                   knob_rows: torch.Tensor | Sequence[torch.Tensor],
                    neuron_rows: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
     """ELSA's item scores u^ A^T of the user's code steered by `knobs`, before the input
     is subtracted (§7), in O((1 + knobs + turned-down active neurons) x items):
@@ -229,26 +230,26 @@ def steered_scores(user: UserScores, knobs: Sequence[Knob], knob_rows: torch.Ten
                + std * (1 - A) * keep_less * sum_{n active, turned down} (f_n - 1) z_n R[n]
 
     (the terms of `steer`'s rule: keep_less rescales after "less of", f_n the factor of a
-    turned-down neuron, A the total "more" strength, norm = max(A, 1)). knob_rows:
-    [len(knobs), items], `knob_row` of each knob's neuron rows (cache them per knob);
-    neuron_rows(ns) -> R[ns], asked only for the user's active neurons that a "less of"
-    knob turns down (cache them per neuron). Same result as decoding `steer`'s code."""
+    turned-down neuron, A the total "more" strength, norm = max(A, 1)). knob_rows: one
+    [items] row per knob (a list, or stacked [len(knobs), items]), `knob_row` of the
+    knob's neuron rows (cache them per knob); neuron_rows(ns) -> R[ns], asked only for
+    the user's active neurons that a "less of" knob turns down (cache them per neuron).
+    Same result as decoding `steer`'s code. The answer is a new tensor the caller owns."""
     _check(knobs, user.code.shape[-1])
     factor, keep_less = _less_of(user.mass, knobs, user.active)
     total = sum(k.strength for k in knobs if k.strength > 0)
     norm = max(total, 1.0)
     a = total / norm
     scores = torch.add(user.offset, user.latent, alpha=user.std * keep_less * (1.0 - a))
-    if total > 0:
-        coef = torch.tensor([user.std * user.mass * max(k.strength, 0.0) / norm
-                             for k in knobs], dtype=knob_rows.dtype, device=knob_rows.device)
-        scores = torch.addmv(scores, knob_rows.T, coef)
+    # one in-place pass per term: no stacking, no coefficient tensors (the hot path)
+    for k, row in zip(knobs, knob_rows, strict=True):
+        if k.strength > 0:
+            scores.add_(row, alpha=user.std * user.mass * k.strength / norm)
     down = [n for n in factor if n in user.active]
     if down and keep_less > 0:
         c = user.std * (1.0 - a) * keep_less
-        coef = torch.tensor([c * (factor[n] - 1.0) * user.active[n] for n in down],
-                            dtype=scores.dtype, device=scores.device)
-        scores = torch.addmv(scores, neuron_rows(down).T, coef)
+        for n, row in zip(down, neuron_rows(down), strict=True):
+            scores.add_(row, alpha=c * (factor[n] - 1.0) * user.active[n])
     return scores
 
 
