@@ -220,7 +220,11 @@ def inspect(bundle_dir: Path, neuron: int | None, top: int, as_json: bool) -> No
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--device", default=None, type=DEVICE,
               help="Default: KNOBS_DEVICE or auto (CUDA when present).")
-def serve(bundle_dir: Path | None, host: str, port: int, device: str | None) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes, each with its own copy of the model (one per core; "
+                   "they share the database).")
+def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
+          workers: int) -> None:
     """Serve the web app and the JSON API (docs at /docs)."""
     import uvicorn
 
@@ -239,9 +243,17 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None) -> 
         db.dispose()
     except StartupError as exc:
         _fail(exc)
-    click.echo(f"serving {settings.bundle} on http://{host}:{port} ({engine.device})")
-    uvicorn.run(create_app(settings, engine=engine), host=host, port=port,
-                log_level="info")
+    click.echo(f"serving {settings.bundle} on http://{host}:{port} ({engine.device}, "
+               f"{workers} worker{'s' if workers > 1 else ''})")
+    if workers == 1:
+        uvicorn.run(create_app(settings, engine=engine), host=host, port=port,
+                    log_level="info")
+        return
+    del engine                          # checked; each worker loads its own
+    os.environ["KNOBS_BUNDLE"] = str(settings.bundle)
+    os.environ["KNOBS_DEVICE"] = settings.device
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,11 +4,14 @@ models, and once as a real subprocess with the shipped defaults), the one-line e
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -225,3 +228,46 @@ def test_the_container_pins_the_same_torch_and_runs_migrations_first() -> None:
     entry = (repo / "docker-entrypoint.sh").read_text().splitlines()
     commands = [line for line in entry if line and not line.startswith(("#", "set "))]
     assert commands[0] == "alembic upgrade head" and commands[1].startswith("exec uvicorn")
+
+
+def children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def test_serve_with_two_workers(bundle_dir: Path, tmp_path: Path) -> None:
+    """Two processes behind one port, each with its own model, one database."""
+    from tests.app.conftest import free_port, migrated
+
+    url = migrated(f"sqlite:///{tmp_path / 'knobs.db'}")
+    port = free_port()
+    knobs = Path(sys.executable).with_name("knobs")
+    proc = subprocess.Popen([str(knobs), "serve", "--bundle", str(bundle_dir), "--device",
+                             "cpu", "--port", str(port), "--workers", "2"],
+                            env={**os.environ, "KNOBS_DATABASE_URL": url},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, pids = time.time() + 60, set()
+        while len(pids) < 2 and time.time() < deadline:
+            try:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+                    for _ in range(20):      # new connections land on either worker
+                        r = c.get("/api/v1/users", params={"limit": 1},
+                                  headers={"Connection": "close"})
+                        assert r.status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.3)
+                continue
+            pids = children(proc.pid)
+        assert len(pids) >= 2, "uvicorn did not start two workers"
+    finally:
+        proc.terminate()
+        proc.wait(30)
