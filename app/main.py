@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -51,6 +52,11 @@ def load_engine(settings: Settings, bundle: Bundle | None = None) -> Engine:
     torch.set_num_threads(settings.torch_threads)
     engine = Engine(bundle, device, settings.row_cache_mb << 20, settings.user_cache)
     engine.warm_up()
+    # everything loaded so far lives as long as the process: out of the collector's
+    # way, so a full collection does not walk the catalog on a request's time (p99 at
+    # 64 clients 197 -> 50 ms, reports/performance.md)
+    gc.collect()
+    gc.freeze()
     return engine
 
 
