@@ -23,8 +23,16 @@ from models.concepts import normalize
 from models.neurons import NeuronView, describe_neuron
 from models.steering import Knob
 
-CONCEPT_NEURONS = 10
-"""A concept knob moves its top-10 neurons by lift (reports/steering.md)."""
+CONCEPT_NEURONS = 20
+"""A concept knob moves its top-20 neurons by lift: of 5, 10, 15 and 20, the one that
+trades personal for segment accuracy best (reports/steering.md)..."""
+CONCEPT_SHARE = 16
+"""...but at most 1/16 of the live neurons, so a small SAE's knob stays specific."""
+
+
+def concept_knob_size(engine: Engine) -> int:
+    live = int(engine.bundle.concepts.live.sum())
+    return min(CONCEPT_NEURONS, max(2, live // CONCEPT_SHARE))
 
 
 class NotFound(LookupError):
@@ -85,7 +93,7 @@ def concept_neurons(engine: Engine, name: str) -> tuple[int, list[int]]:
         c = cmap.concept(name)
     except KeyError:
         raise NotFound(f"unknown concept {normalize(name)!r}") from None
-    neurons = cmap.neurons_for(c, "lifts", CONCEPT_NEURONS)
+    neurons = cmap.neurons_for(c, "lifts", concept_knob_size(engine))
     if len(neurons) == 0:
         neurons = cmap.neurons_for(c, "best", 5)
     if len(neurons) == 0:
@@ -194,7 +202,7 @@ def search_concepts(engine: Engine, query: str, limit: int) -> list[ConceptOut]:
     hits.sort(key=lambda c: (not names[c].startswith(q), -int(cmap.items_per_concept[c])))
     out = []
     for c in hits[:limit]:
-        neurons = cmap.neurons_for(c, "lifts", CONCEPT_NEURONS)
+        neurons = cmap.neurons_for(c, "lifts", concept_knob_size(engine))
         out.append(ConceptOut(name=names[c], kind=cmap.kinds[c],
                               items=int(cmap.items_per_concept[c]),
                               neurons=[int(n) for n in neurons]))
