@@ -5,7 +5,8 @@ under a millisecond beyond the top-N itself). Writes reports/steering_latency.{j
 
 For each of --users users of the bundle, a session starts: the user's code, unsteered
 scores and the item-score rows R[n] of the knobs the page shows (the user's active neurons
-and ten concept knobs of 10 neurons each) are computed once and timed as "session start".
+and ten concept knobs of 20 neurons each, as the app's) are computed once and timed as
+"session start".
 Then --changes times each, ten neuron knobs, and the ten concept knobs, are set to
 strengths in [-1, 1] and the scores recomputed by
   fast:  steered_scores() (the §7 update: one cached mean row per knob, plus the rows of
@@ -55,6 +56,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument("--knobs", type=int, default=10)
+    parser.add_argument("--concept-neurons", type=int, default=20,
+                        help="neurons per concept knob (the app's CONCEPT_NEURONS)")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "steering_latency")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -65,8 +68,9 @@ def main() -> None:
                        replace=False)
     basis = score_basis(elsa, sae)
     cmap = b.concepts
+    size = args.concept_neurons
     concepts = [c for c in range(len(cmap.names))
-                if len(cmap.neurons_for(c, "lifts", 10)) == 10]
+                if len(cmap.neurons_for(c, "lifts", size)) == size]
     fast: dict[str, list[float]] = {"neuron": [], "concept": []}
     full: list[float] = []
     topn: list[float] = []
@@ -79,10 +83,10 @@ def main() -> None:
             t0 = time.perf_counter()
             code, mean, std = sae.encode(elsa.encode(x))
             user = user_scores(elsa, sae, basis, code[0], mean, std)
-            # the page shows the user's active neurons and 10 concept knobs (10 neurons
+            # the page shows the user's active neurons and 10 concept knobs (20 neurons
             # each, Knobs' "lifts" map); their rows are computed when the session starts
             chosen = rng.choice(concepts, args.knobs, replace=False)
-            concept_sets = [tuple(int(n) for n in cmap.neurons_for(c, "lifts", 10))
+            concept_sets = [tuple(int(n) for n in cmap.neurons_for(c, "lifts", size))
                             for c in chosen]
             active = sorted(user.active)
             active_rows = latent_rows(elsa, sae, torch.tensor(active))
@@ -140,7 +144,7 @@ def main() -> None:
         "| per change | median | p95 |", "|---|---|---|",
         f"| ten neuron knobs: steered_scores, cached rows (§7) | {f['median_us']:.0f} us | "
         f"{f['p95_us']:.0f} us |",
-        f"| ten concept knobs (10 neurons each): the same | {fc['median_us']:.0f} us | "
+        f"| ten concept knobs ({size} neurons each): the same | {fc['median_us']:.0f} us | "
         f"{fc['p95_us']:.0f} us |",
         f"| steer + full decode | {d['median_us']:.0f} us | {d['p95_us']:.0f} us |",
         f"| top-20 (not counted) | {t['median_us']:.0f} us | {t['p95_us']:.0f} us |", "",
