@@ -228,7 +228,7 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
     """Serve the web app and the JSON API (docs at /docs)."""
     import uvicorn
 
-    from app.main import StartupError, create_app, load_engine, open_database
+    from app.main import StartupError, check_bundle, create_app, load_engine, open_database
     from app.settings import Settings
 
     overrides: dict[str, Any] = {}
@@ -238,18 +238,19 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
         overrides["device"] = device
     settings = Settings(**overrides)
     try:
-        engine = load_engine(settings)
+        # one worker: load it here; several: only check it, each worker loads its own
+        engine = load_engine(settings) if workers == 1 else None
+        where = engine.device if engine else check_bundle(settings)
         db, _ = open_database(settings)        # migrated? (make migrate / alembic upgrade head)
         db.dispose()
     except StartupError as exc:
         _fail(exc)
-    click.echo(f"serving {settings.bundle} on http://{host}:{port} ({engine.device}, "
+    click.echo(f"serving {settings.bundle} on http://{host}:{port} ({where}, "
                f"{workers} worker{'s' if workers > 1 else ''})")
-    if workers == 1:
+    if engine is not None:
         uvicorn.run(create_app(settings, engine=engine), host=host, port=port,
                     log_level="info")
         return
-    del engine                          # checked; each worker loads its own
     os.environ["KNOBS_BUNDLE"] = str(settings.bundle)
     os.environ["KNOBS_DEVICE"] = settings.device
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port,

@@ -275,7 +275,9 @@ class Engine:
 
     @torch.no_grad()
     def recommend(self, state: UserState, knobs: Sequence[Knob], n: int = 20) -> Ranked:
-        """Top n steered by `knobs`, beside the unsteered top n, with each item's why."""
+        """Top n steered by `knobs`, beside the unsteered top n, with each item's why
+        (n is capped at the items the user does not have)."""
+        n = max(0, min(n, self.n_items - len(state.inputs)))
         before = state._cache.get(f"top{n}")              # the unsteered top n, once
         if before is None:
             before = top_n_owned(state.unsteered.clone(), n, state.taken)

@@ -40,6 +40,17 @@ class StartupError(RuntimeError):
     """The app cannot serve: the message says why and what to do."""
 
 
+def check_bundle(settings: Settings) -> torch.device:
+    """The device, once the bundle has loaded and checked out (and been let go);
+    StartupError otherwise."""
+    try:
+        device = resolve_device(settings.device)
+        load_bundle(settings.bundle, device)
+    except (BundleError, RuntimeError) as exc:
+        raise StartupError(f"cannot serve {settings.bundle}: {exc}") from exc
+    return device
+
+
 def load_engine(settings: Settings, bundle: Bundle | None = None) -> Engine:
     """The engine for `settings` (or an already loaded bundle); StartupError if the bundle
     is missing or corrupt or the device is unavailable."""
@@ -52,11 +63,6 @@ def load_engine(settings: Settings, bundle: Bundle | None = None) -> Engine:
     torch.set_num_threads(settings.torch_threads)
     engine = Engine(bundle, device, settings.row_cache_mb << 20, settings.user_cache)
     engine.warm_up()
-    # everything loaded so far lives as long as the process: out of the collector's
-    # way, so a full collection does not walk the catalog on a request's time (p99 at
-    # 64 clients 197 -> 50 ms, reports/performance.md)
-    gc.collect()
-    gc.freeze()
     return engine
 
 
@@ -89,8 +95,14 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
             app.state.engine = engine or load_engine(settings, bundle)
             log.info("serving %s on %s, database %s", settings.bundle,
                      app.state.engine.device, app.state.db.safe_url)
+            # what is loaded now lives as long as the app: out of the collector's way,
+            # so a full collection does not walk the catalog on a request's time (p99
+            # at 64 clients 197 -> 50 ms, reports/performance.md); given back at exit
+            gc.collect()
+            gc.freeze()
             yield
         finally:
+            gc.unfreeze()
             app.state.db.dispose()
 
     app = FastAPI(title="Knobs", version="1", lifespan=lifespan, redoc_url=None,

@@ -236,8 +236,10 @@ def freeze(db: Database, engine: Engine, screen: Screen, layout: str) -> str:
     """A permalink for the screen: bundle hash, subject, knobs (preset names and targets
     as they are now), n, layout, controls and the ids shown. A study screen is frozen
     as the participant saw it: the study layout, its controls, its title."""
-    labels = {r.key: {"name": r.label, "neurons": r.neurons}
-              for r in screen.rows if r.kind == "preset"}
+    # every knob's label, kind and neuron set as resolved now: a later change to how a
+    # concept or preset resolves cannot change the frozen screen
+    labels = {r.key: {"name": r.label, "kind": r.kind, "neuron": r.neuron,
+                      "neurons": r.neurons} for r in screen.rows}
     entries = screen.entries
     if screen.study is not None:
         layout = "study"
@@ -266,14 +268,12 @@ def thaw(db: Database, engine: Engine, link_id: str) -> tuple[Permalink, Screen]
         raise Stale(f"permalink {link.id} was made with bundle {link.bundle_sha256[:12]}; "
                     f"this server serves {engine.bundle.sha256[:12]}")
     entries = knobstate.from_json(link.knobs)
-    rows = knobstate.resolve(engine, [e for e in entries if not e.key.startswith("p:")], {})
-    for e in entries:                           # presets exactly as they were frozen
-        if e.key.startswith("p:"):
-            v = link.labels[e.key]
-            rows.append(KnobRow(e.key, e.alpha, e.direction, v["name"], "preset", None,
-                                [int(x) for x in v["neurons"]]))
-    order = {e.key: i for i, e in enumerate(entries)}
-    rows.sort(key=lambda r: order[r.key])
+    # knobs exactly as they were frozen (links made before neuron sets were stored
+    # resolve their neuron and concept knobs again)
+    rows = [KnobRow(e.key, e.alpha, e.direction, v["name"], v.get("kind", "preset"),
+                    v.get("neuron"), [int(x) for x in v["neurons"]])
+            if (v := link.labels.get(e.key)) is not None
+            else knobstate.resolve(engine, [e], {})[0] for e in entries]
     items = link.items or None
     state = state_of(engine, link.user_id, items)
     view = knobstate.screen(engine, state, rows, link.n)

@@ -48,7 +48,7 @@ async def recommendations(req: RecommendIn, engine: EngineDep) -> Response:
         out = await run_in_threadpool(service.recommend, engine, req)
     # our own plain data, serialised once: FastAPI does not validate it again against
     # response_model (which stays for the docs; the fuzz tests check answers match it)
-    return Response(pydantic_core.to_json(out), media_type="application/json")
+    return Response(pydantic_core.to_json(out, inf_nan_mode="null"), media_type="application/json")
 
 
 @router.get("/concepts", response_model=list[ConceptOut])

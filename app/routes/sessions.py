@@ -219,7 +219,7 @@ def _out(screen: Screen, status: int = 200) -> Response:
                       for r in screen.rows],
             "scaled": screen.view["scaled"], "steered": screen.view["steered"],
             "unsteered": screen.view["unsteered"], "events": screen.events}
-    return Response(pydantic_core.to_json(body), status_code=status,
+    return Response(pydantic_core.to_json(body, inf_nan_mode="null"), status_code=status,
                     media_type="application/json")
 
 

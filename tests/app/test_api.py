@@ -220,3 +220,19 @@ def test_real_http_on_loopback(settings: Settings) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_n_beyond_the_items_left_is_capped_and_scores_stay_finite(client: TestClient) -> None:
+    """A profile of most of the catalog asking for 100: only items it does not have come
+    back, every score a finite JSON number (no -Infinity)."""
+    n_items = client.get("/readyz").json()["items"]
+    liked = list(range(1, n_items - 19))                 # all but 20 of the catalog
+    for knobs in ([], [{"neuron": 0, "alpha": 0.4}], [{"neuron": 0, "alpha": 0.4,
+                                                      "direction": "less"}]):
+        r = client.post("/api/v1/recommendations",
+                        json={"items": liked, "n": 100, "knobs": knobs})
+        assert r.status_code == 200 and "Infinity" not in r.text and "NaN" not in r.text
+        body = r.json()
+        ids = [i["id"] for i in body["steered"]]
+        assert len(set(ids)) == len(ids) == 20 and not set(ids) & set(liked)
+        assert len(body["unsteered"]) == 20

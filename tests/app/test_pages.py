@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from app import service
 from app.main import create_app
 from app.settings import Settings
 
@@ -206,3 +207,20 @@ def test_an_item_click_is_logged_through_its_link(client: TestClient) -> None:
     assert bare.status_code == 403 and "link token" in bare.text
     with TestClient(client.app) as other:
         assert other.get(link.group(1), follow_redirects=False).status_code == 403
+
+
+def test_a_permalink_keeps_its_knobs_neurons(client: TestClient,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frozen as resolved: a later change to how concepts resolve leaves it as it was."""
+    screen = Screen(client, user=7)
+    screen.post({"c:concept-3": (0.6, "more"), "n:2": (0.3, "less")})
+    r = client.post(f"/sessions/{screen.sid}/permalink", data={"csrf": screen.csrf},
+                    follow_redirects=False)
+    link = r.headers["location"]
+    first = client.get(link)
+    monkeypatch.setattr(service, "CONCEPT_NEURONS", 1)
+    monkeypatch.setattr(service, "CONCEPT_SHARE", 10_000)
+    again = client.get(link)
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content
+    assert ids(again.text, "steered") != ids(again.text, "unsteered")
