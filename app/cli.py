@@ -228,7 +228,7 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
     """Serve the web app and the JSON API (docs at /docs)."""
     import uvicorn
 
-    from app.main import StartupError, check_bundle, create_app, load_engine, open_database
+    from app.main import StartupError, create_app, load_engine, open_bundle, open_database
     from app.settings import Settings
 
     overrides: dict[str, Any] = {}
@@ -240,7 +240,7 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
     try:
         # one worker: load it here; several: only check it, each worker loads its own
         engine = load_engine(settings) if workers == 1 else None
-        where = engine.device if engine else check_bundle(settings)
+        where = engine.device if engine else open_bundle(settings)[0]
         db, _ = open_database(settings)        # migrated? (make migrate / alembic upgrade head)
         db.dispose()
     except StartupError as exc:

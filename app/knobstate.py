@@ -91,7 +91,8 @@ def canonical(key: str) -> str:
     return f"c:{name}"
 
 
-def from_form(kid: Sequence[str], ka: Sequence[str], kd: Sequence[str]) -> list[Entry]:
+def from_form(kid: Sequence[str], ka: Sequence[Any], kd: Sequence[Any]) -> list[Entry]:
+    """Entries from a form's (or the API's) parallel key / alpha / direction lists."""
     if not len(kid) == len(ka) == len(kd):
         raise KnobError("knobs: kid, ka and kd must come in threes")
     entries = [entry(k, a, d) for k, a, d in zip(kid, ka, kd, strict=True)]

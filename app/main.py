@@ -40,25 +40,21 @@ class StartupError(RuntimeError):
     """The app cannot serve: the message says why and what to do."""
 
 
-def check_bundle(settings: Settings) -> torch.device:
-    """The device, once the bundle has loaded and checked out (and been let go);
-    StartupError otherwise."""
+def open_bundle(settings: Settings, bundle: Bundle | None = None
+                ) -> tuple[torch.device, Bundle]:
+    """The device and the bundle of `settings` (or the one given), loaded and checked;
+    StartupError if the bundle is missing or corrupt or the device is unavailable."""
     try:
         device = resolve_device(settings.device)
-        load_bundle(settings.bundle, device)
+        return device, bundle or load_bundle(settings.bundle, device)
     except (BundleError, RuntimeError) as exc:
         raise StartupError(f"cannot serve {settings.bundle}: {exc}") from exc
-    return device
 
 
 def load_engine(settings: Settings, bundle: Bundle | None = None) -> Engine:
-    """The engine for `settings` (or an already loaded bundle); StartupError if the bundle
-    is missing or corrupt or the device is unavailable."""
-    try:
-        device = resolve_device(settings.device)
-        bundle = bundle or load_bundle(settings.bundle, device)
-    except (BundleError, RuntimeError) as exc:
-        raise StartupError(f"cannot serve {settings.bundle}: {exc}") from exc
+    """The engine for `settings` (or an already loaded bundle); StartupError as
+    `open_bundle`."""
+    device, bundle = open_bundle(settings, bundle)
     # a request's tensor ops are small: intra-op threads only contend with the server's
     torch.set_num_threads(settings.torch_threads)
     engine = Engine(bundle, device, settings.row_cache_mb << 20, settings.user_cache)

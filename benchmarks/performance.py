@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 import torch
 
-from benchmarks.common import serve, write_reports
+from benchmarks.common import REPO, serve, write_reports
 from models.bundle import load_bundle
 from models.elsa import ELSA
 from models.evaluate import machine_info
@@ -48,8 +48,6 @@ from models.steering import (
     steered_scores,
     user_scores,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _pct(samples: list[float], q: float) -> float:

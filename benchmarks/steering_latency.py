@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import write_reports
+from benchmarks.common import REPO, write_reports
 from models.bundle import load_bundle
 from models.evaluate import machine_info
 from models.metrics import top_n
@@ -40,8 +40,6 @@ from models.steering import (
     steered_scores,
     user_scores,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _us(samples: list[float]) -> dict[str, float]:

@@ -7,9 +7,9 @@ import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,9 @@ TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What session, profile and permalink ids look like (new_token)."""
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 """What a study slug looks like."""
+
+
+T = TypeVar("T")
 
 
 class Missing(LookupError):
@@ -59,15 +62,17 @@ def rotate_secret(db_session: Session, name: str) -> None:
 def owned_session(s: Session, sid: str, visitor: str | None, lock: bool = False
                   ) -> SteerSession:
     """The visitor's session `sid`; Missing otherwise (another's reads as unknown)."""
-    if not TOKEN.fullmatch(sid):
-        raise Missing(f"unknown session {sid[:64]!r}")
-    q = select(SteerSession).where(SteerSession.id == sid)
-    if lock:
-        q = q.with_for_update()
-    row = s.scalars(q).first()
+    row = _one(s, select(SteerSession).where(SteerSession.id == sid), lock) \
+        if TOKEN.fullmatch(sid) else None
     if row is None or visitor is None or not same(row.visitor, visitor):
         raise Missing(f"unknown session {sid[:64]!r}")
     return row
+
+
+def _one(s: Session, q: Select[tuple[T]], lock: bool) -> T | None:
+    """The first row of `q`, locked FOR UPDATE if `lock` (SQLite ignores it: its writes
+    are serialised anyway)."""
+    return s.scalars(q.with_for_update() if lock else q).first()
 
 
 def latest_session(s: Session, visitor: str, user_id: int | None, items: Sequence[int] | None
@@ -145,12 +150,8 @@ def presets_by_id(s: Session, ids: Sequence[int]) -> list[Preset]:
 
 
 def study(s: Session, slug: str, lock: bool = False) -> Study:
-    if not SLUG.fullmatch(slug):
-        raise Missing(f"unknown study {slug[:64]!r}")
-    q = select(Study).where(Study.slug == slug)
-    if lock:
-        q = q.with_for_update()
-    row = s.scalars(q).first()
+    row = _one(s, select(Study).where(Study.slug == slug), lock) \
+        if SLUG.fullmatch(slug) else None
     if row is None:
         raise Missing(f"unknown study {slug[:64]!r}")
     return row

@@ -16,7 +16,6 @@ from app.security import csrf_token, known_visitor
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 IntList = Annotated[list[int] | None, Query()]
-StrList = Annotated[list[str] | None, Query()]
 
 class PageError(ValueError):
     """Bad page input: the message names the field (answered as a 422 page)."""

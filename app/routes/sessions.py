@@ -16,6 +16,7 @@ from app import knobstate, service, sessions
 from app.deps import Csrf, DbDep, EngineDep, VisitorDep
 from app.htmx import TEMPLATES, is_htmx
 from app.knobstate import Entry, KnobError
+from app.routes.pages import IntList
 from app.schemas import ERRORS, MAX_KNOBS, ItemOut, Problem, RankedItem
 from app.security import check_csrf, csrf_token, known_visitor, require_json, same
 from app.sessions import Screen
@@ -24,7 +25,6 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 api = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], responses={
     **ERRORS, 409: {"model": Problem, "description": "The session kept changing"},
     415: {"model": Problem, "description": "Not a JSON request"}})
-IntList = Annotated[list[int] | None, Query()]
 StrList = Annotated[list[str] | None, Query()]
 
 
@@ -224,7 +224,7 @@ def _out(screen: Screen, status: int = 200) -> Response:
 
 
 def _entries(knobs: list[KnobState]) -> list[Entry]:
-    return knobstate.from_form([k.key for k in knobs], [str(k.alpha) for k in knobs],
+    return knobstate.from_form([k.key for k in knobs], [k.alpha for k in knobs],
                                [k.direction for k in knobs])
 
 
