@@ -23,7 +23,7 @@ from models.data.interactions import kfold_splits
 from models.evaluate import machine_info, sae_stats
 from models.metrics import paired_bootstrap
 from models.recommender import Recommender
-from models.train import evaluate_heldout, train_elsa, train_sae
+from models.train import evaluate_heldout, train_elsa_for, train_sae
 
 
 def variants(base: SAEConfig) -> dict[str, SAEConfig]:
@@ -53,7 +53,7 @@ def main() -> None:
     seconds: dict[str, float] = dict.fromkeys(names, 0.0)
     for f, split in enumerate(kfold_splits(data, args.folds, cfg.seed)):
         gen = torch.Generator().manual_seed(cfg.seed + f)
-        elsa, _ = train_elsa(split.train, split.val, cfg.elsa, device, gen, progress=False)
+        elsa, _ = train_elsa_for(split.train, split.val, cfg, device, gen, progress=False)
         r, n = evaluate_heldout(elsa, split.test, device)
         recall["elsa"].append(r)
         ndcg["elsa"].append(n)

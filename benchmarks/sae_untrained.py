@@ -35,7 +35,7 @@ from models.train import (
     evaluate_heldout,
     make_sae,
     sae_training_vectors,
-    train_elsa,
+    train_elsa_for,
     train_sae,
 )
 
@@ -61,7 +61,7 @@ def main() -> None:
     stats: dict[str, list[Any]] = {}
     for f, split in enumerate(kfold_splits(data, args.folds, cfg.seed)):
         gen = torch.Generator().manual_seed(cfg.seed + f)
-        elsa, _ = train_elsa(split.train, split.val, cfg.elsa, device, gen, progress=False)
+        elsa, _ = train_elsa_for(split.train, split.val, cfg, device, gen, progress=False)
         r, n = evaluate_heldout(elsa, split.test, device)
         recall["elsa"].append(r)
         ndcg["elsa"].append(n)

@@ -26,6 +26,11 @@ class ELSAConfig:
     input_dropout: float = 0.0
     """Knobs: share of a history hidden from the encoder during training (denoising);
     the loss still asks for the whole history. 0 is the paper's plain ELSA."""
+    teacher: Literal["none", "ease"] = "none"
+    """Knobs (small data): "ease" trains A to reproduce the scores of an EASE fitted on the
+    same training users (ridge from TrainConfig.ease_l2, chosen on the validation users)
+    instead of the history itself; "none" is the paper's ELSA. Needs an items x items
+    matrix, so it is for catalogues up to 50,000 items."""
     relu_in_loss: bool = True
     """True: the loss compares ReLU(x A A^T - x) with x (method.md §2). False (Knobs, small
     data): it compares the pre-ReLU scores, so negative scores of items the user lacks are
@@ -133,13 +138,13 @@ class TrainConfig:
 
 
 def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
-    """The paper's settings for large data; for small data (< 20k users) smaller,
-    regularised models and the SAE augmentation that makes up for few users."""
+    """The paper's settings for large data; for small data (< 20k users) smaller models,
+    ELSA taught by EASE, and the SAE augmentation that makes up for few users."""
     if n_users >= 20_000:
         return TrainConfig(seed=seed)
     return TrainConfig(
-        elsa=ELSAConfig(d=512, lr=1e-3, batch_size=64, max_epochs=40, patience=10,
-                        input_dropout=0.5, relu_in_loss=False),
+        elsa=ELSAConfig(d=512, lr=1e-3, batch_size=64, max_epochs=60, patience=10,
+                        teacher="ease"),
         sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=256, max_epochs=20, patience=4,
                       subsamples_per_user=32, mix=0.5, resample=True, item_onehots=True,
                       init_b_dec=True, refine_steps=50, refine_candidates=64),

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from models.baselines import EASE, Popularity
+from models.baselines import Popularity
 from models.config import TrainConfig
 from models.data.interactions import Interactions, Split, kfold_splits
 from models.elsa import ELSA
@@ -28,6 +28,7 @@ from models.sae import SparseAutoencoder
 from models.train import (
     embed_rows,
     evaluate_heldout,
+    select_ease,
     train_elsa,
     train_multvae,
     train_sae,
@@ -80,19 +81,6 @@ class FoldResult:
     ease_l2: float = float("nan")
 
 
-def select_ease(split: Split, l2s: tuple[float, ...], device: torch.device) -> EASE:
-    """EASE with the ridge strength that scores best on the validation users."""
-    best: tuple[float, EASE] | None = None
-    for l2 in l2s:
-        model = EASE(split.train, l2)
-        ndcg = float(np.nanmean(evaluate_heldout(model.scores, split.val, device)[1]))
-        log.info("EASE lambda=%g: validation nDCG@20 %.4f", l2, ndcg)
-        if best is None or ndcg > best[0]:
-            best = (ndcg, model)
-    assert best is not None
-    return best[1]
-
-
 def evaluate_fold(split: Split, cfg: TrainConfig, device: torch.device,
                   generator: torch.Generator, progress: bool = True) -> FoldResult:
     res = FoldResult(users=split.test.users)
@@ -107,13 +95,15 @@ def evaluate_fold(split: Split, cfg: TrainConfig, device: torch.device,
     t = time.perf_counter()
     record("popularity", Popularity(split.train).scores, t)
     t = time.perf_counter()
-    ease = select_ease(split, cfg.ease_l2, device)
+    ease = select_ease(split.train, split.val, cfg.ease_l2, device)
     record("ease", ease.scores, t)
     res.ease_l2 = ease.l2
-    del ease
 
     t = time.perf_counter()
-    elsa, _ = train_elsa(split.train, split.val, cfg.elsa, device, generator, progress)
+    teacher = ease if cfg.elsa.teacher == "ease" else None  # the same fit, not a second one
+    elsa, _ = train_elsa(split.train, split.val, cfg.elsa, device, generator, progress,
+                         teacher=teacher)
+    del ease, teacher
     record("elsa", elsa, t)
     t = time.perf_counter()
     sae, _ = train_sae(elsa, split.train, split.val, cfg.sae, device, generator, progress)

@@ -28,7 +28,7 @@ from models.evaluate import sae_stats
 from models.metrics import mean_se
 from models.recommender import Recommender
 from models.sae import SparseAutoencoder
-from models.train import History, evaluate_heldout, train_elsa, train_sae
+from models.train import History, evaluate_heldout, train_elsa_for, train_sae
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def train_models(data: Interactions, cfg: TrainConfig, device: torch.device,
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(cfg.seed)
     split = holdout_split(data, cfg.seed)
-    elsa, h_elsa = train_elsa(split.train, split.val, cfg.elsa, device, generator, progress)
+    elsa, h_elsa = train_elsa_for(split.train, split.val, cfg, device, generator, progress)
     sae, h_sae = train_sae(elsa, split.train, split.val, cfg.sae, device, generator, progress)
     quality: dict[str, Any] = {"split": {"train": int(split.train.shape[0]),
                                          "validation": len(split.val.users),

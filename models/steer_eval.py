@@ -52,7 +52,7 @@ from models.evaluate import machine_info
 from models.metrics import mean_se, recall_ndcg_at_k, top_n
 from models.sae import SAECode, SparseAutoencoder
 from models.steering import steer_toward
-from models.train import dense_rows, embed_rows, make_sae, train_elsa, train_sae
+from models.train import dense_rows, embed_rows, make_sae, train_elsa_for, train_sae
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
     for f, split in enumerate(kfold_splits(data, folds, cfg.seed)):
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed + f)
-        elsa, _ = train_elsa(split.train, split.val, cfg.elsa, device, generator, progress)
+        elsa, _ = train_elsa_for(split.train, split.val, cfg, device, generator, progress)
         sae, _ = train_sae(elsa, split.train, split.val, cfg.sae, device, generator, progress)
         held_out = np.concatenate([split.val.users, split.test.users])
         vocab = build_vocabulary(catalog, tag_events,

@@ -16,7 +16,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from models.config import ELSAConfig, MultVAEConfig, SAEConfig
+from models.baselines import EASE
+from models.config import ELSAConfig, MultVAEConfig, SAEConfig, TrainConfig
 from models.data.interactions import HeldOut
 from models.elsa import ELSA
 from models.losses import (
@@ -147,13 +148,67 @@ def _fit(name: str, module: torch.nn.Module, scorer: torch.nn.Module, val: HeldO
     return history
 
 
+def select_ease(train: sp.csr_matrix, val: HeldOut, l2s: tuple[float, ...],
+                device: torch.device) -> EASE:
+    """EASE with the ridge strength that scores best on the validation users."""
+    best: tuple[float, EASE] | None = None
+    for l2 in l2s:
+        model = EASE(train, l2)
+        ndcg = float(np.nanmean(evaluate_heldout(model.scores, val, device)[1]))
+        log.info("EASE lambda=%g: validation nDCG@20 %.4f", l2, ndcg)
+        if best is None or ndcg > best[0]:
+            best = (ndcg, model)
+    if best is None:
+        raise ValueError("select_ease needs at least one ridge strength")
+    return best[1]
+
+
+TEACHER_MAX_ITEMS = 50_000
+"""The EASE teacher holds an items x items matrix: 10 GB of float32 at 50,000 items."""
+
+
+def elsa_teacher(train: sp.csr_matrix, val: HeldOut, cfg: TrainConfig,
+                 device: torch.device) -> EASE | None:
+    """The teacher `train_elsa` needs under `cfg.elsa` (None when it needs none): EASE on the
+    same training users, ridge chosen on the validation users from `cfg.ease_l2`."""
+    if cfg.elsa.teacher == "none":
+        return None
+    return select_ease(train, val, cfg.ease_l2, device)
+
+
 def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torch.device,
-               generator: torch.Generator, progress: bool = True) -> tuple[ELSA, History]:
+               generator: torch.Generator, progress: bool = True,
+               teacher: EASE | None = None) -> tuple[ELSA, History]:
     """Adam (betas 0.9, 0.99) on the normalised MSE; after each backward the gradient is
-    projected onto the sphere's tangent space and rows are renormalised (§2)."""
+    projected onto the sphere's tangent space and rows are renormalised (§2).
+
+    With `cfg.teacher == "ease"` (Knobs' small-data default) the target of a training user
+    is not the history x but the scores x B of `teacher`, an EASE fitted on the same
+    training users (see `elsa_teacher`), compared with ELSA's scores before the ReLU,
+    x A A^T - x: ELSA learns EASE's ranking function within its own form (unit-norm rows,
+    one low-rank A). Nothing but the training users reaches either model."""
+    if cfg.teacher == "ease":
+        if teacher is None:
+            raise ValueError("ELSAConfig.teacher is 'ease': pass the EASE teacher "
+                             "(models.train.elsa_teacher)")
+        if train.shape[1] > TEACHER_MAX_ITEMS:
+            raise ValueError(f"the EASE teacher needs an items x items matrix; "
+                             f"{train.shape[1]:,} items is over {TEACHER_MAX_ITEMS:,}: "
+                             "train this dataset with teacher 'none'")
+        if teacher.B.shape[0] != train.shape[1]:
+            raise ValueError(f"the EASE teacher scores {teacher.B.shape[0]} items, the "
+                             f"training matrix has {train.shape[1]}")
+    elif teacher is not None:
+        raise ValueError("a teacher was passed but ELSAConfig.teacher is 'none'")
     model = ELSA(train.shape[1], cfg.d, generator).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     dev_gen = child_generator(generator, device)
+    b = teacher.B.to(device) if teacher is not None else None
+    # Without input dropout every epoch sees the same inputs: the teacher's scores of the
+    # training users are computed once (where they fit in 200 MB).
+    fixed = None
+    if teacher is not None and cfg.input_dropout == 0 and train.shape[0] * train.shape[1] <= 5e7:
+        fixed = torch.from_numpy(np.asarray(train @ teacher.B.numpy(), dtype=np.float32))
 
     def epoch(number: int) -> float:
         total, count = 0.0, 0
@@ -163,8 +218,13 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
             if cfg.input_dropout > 0:
                 keep = torch.rand(x.shape, generator=dev_gen, device=device) >= cfg.input_dropout
                 x_in = x * keep
-            out = model(x_in) if cfg.relu_in_loss else model.logits(x_in)
-            loss = normalized_mse(out, x)
+            if b is not None:
+                with torch.no_grad():
+                    target = fixed[idx].to(device) if fixed is not None else x_in @ b
+                loss = normalized_mse(model.logits(x_in), target)
+            else:
+                out = model(x_in) if cfg.relu_in_loss else model.logits(x_in)
+                loss = normalized_mse(out, x)
             sphere_step(model, opt, loss)
             total, count = total + loss.item() * len(idx), count + len(idx)
         return total / max(count, 1)
@@ -172,6 +232,14 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
     history = _fit("elsa", model, model, val, device, cfg.max_epochs, cfg.patience, epoch,
                    progress)
     return model, history
+
+
+def train_elsa_for(train: sp.csr_matrix, val: HeldOut, cfg: TrainConfig,
+                   device: torch.device, generator: torch.Generator,
+                   progress: bool = True) -> tuple[ELSA, History]:
+    """`train_elsa` under `cfg.elsa`, with the teacher it asks for fitted first."""
+    teacher = elsa_teacher(train, val, cfg, device)
+    return train_elsa(train, val, cfg.elsa, device, generator, progress, teacher=teacher)
 
 
 def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
@@ -210,8 +278,18 @@ def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
 @torch.no_grad()
 def embed_rows(backbone: ELSA | MultVAE, matrix: sp.csr_matrix, device: torch.device,
                batch_size: int = 1024) -> torch.Tensor:
-    """Backbone embeddings of every row of `matrix`: [rows, d] on `device`."""
+    """Backbone embeddings of every row of `matrix`: [rows, d] on `device`. ELSA's
+    encoder is linear, so its rows are embedded as one sparse product (x A) without
+    densifying the histories."""
     backbone.eval()
+    if isinstance(backbone, ELSA):
+        coo = matrix.tocoo()
+        x = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([coo.row, coo.col])
+                                                     .astype(np.int64)),
+                                    torch.from_numpy(coo.data.astype(np.float32, copy=False)),
+                                    matrix.shape,
+                                    device=device, check_invariants=False)
+        return backbone.encode(x)
     out = [backbone.encode(dense_rows(matrix, np.arange(s, min(s + batch_size,
                                                                  matrix.shape[0])), device))
            for s in range(0, matrix.shape[0], batch_size)]
@@ -224,28 +302,33 @@ def subsample_histories(matrix: sp.csr_matrix, per_row: int, keep_min: float,
     row's items drawn from U[keep_min, 1) (at least one item). With probability `mix` a
     sub-sample is joined with a sub-sample of another random row, then again with
     probability `mix`, and so on (mix / (1 - mix) partners on average), so the vectors
-    are not all near one of the few training users. Returns [rows * per_row, items] CSR."""
+    are not all near one of the few training users. Returns [rows * per_row, items] CSR,
+    row r a sub-sample of non-empty row r // per_row. Vectorised: no Python loop per row."""
+    if not 0.0 <= mix < 1.0:
+        raise ValueError(f"mix must be in [0, 1), got {mix}")
     indptr, indices = matrix.indptr, matrix.indices
-    nonempty = np.flatnonzero(np.diff(indptr) > 0)
-
-    def draw(u: int) -> np.ndarray:
-        items = indices[indptr[u] : indptr[u + 1]]
-        keep = rng.random(len(items)) < rng.uniform(keep_min, 1.0)
-        if not keep.any():
-            keep[rng.integers(len(items))] = True
-        return items[keep]
-
-    cols: list[np.ndarray] = []
-    for u in np.repeat(nonempty, per_row):
-        picked = draw(int(u))
-        while mix > 0 and rng.random() < mix:
-            picked = np.union1d(picked, draw(int(rng.choice(nonempty))))
-        cols.append(picked)
-    lengths = np.array([len(c) for c in cols], dtype=np.int64)
-    out_indptr = np.concatenate([[0], np.cumsum(lengths)])
-    out_indices = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    out = sp.csr_matrix((np.ones(len(out_indices), dtype=np.float32), out_indices,
-                         out_indptr), shape=(len(cols), matrix.shape[1]))
+    lengths = np.diff(indptr)
+    nonempty = np.flatnonzero(lengths > 0)
+    n_out = len(nonempty) * per_row
+    # each output row draws from its own row, then from geometric(1 - mix) - 1 partners
+    partners = rng.geometric(1.0 - mix, size=n_out) - 1 if mix > 0 else np.zeros(n_out, int)
+    out_row = np.concatenate([np.arange(n_out), np.repeat(np.arange(n_out), partners)])
+    source = np.concatenate([np.repeat(nonempty, per_row),
+                             rng.choice(nonempty, size=int(partners.sum()))])
+    share = rng.uniform(keep_min, 1.0, size=len(source))          # one share per draw
+    n_items = lengths[source]
+    draw = np.repeat(np.arange(len(source)), n_items)
+    offset = np.arange(len(draw)) - np.repeat(np.cumsum(n_items) - n_items, n_items)
+    item = indices[indptr[source][draw] + offset]
+    keep = rng.random(len(draw)) < share[draw]
+    # a draw that kept nothing keeps one of its items at random
+    empty = np.flatnonzero(np.bincount(draw[keep], minlength=len(source)) == 0)
+    forced = indices[indptr[source[empty]] + rng.integers(0, n_items[empty])]
+    rows = np.concatenate([out_row[draw[keep]], out_row[empty]])
+    cols = np.concatenate([item[keep], forced])
+    out = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                        shape=(n_out, matrix.shape[1]))
+    out.data[:] = 1.0                            # an item drawn twice (own + partner) is 1
     out.sort_indices()
     return out
 

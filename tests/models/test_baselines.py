@@ -28,18 +28,27 @@ def test_popularity_scores_are_item_counts_for_everyone(small: sp.csr_matrix) ->
         assert torch.equal(row, counts)
 
 
-def test_ease_has_zero_diagonal_and_the_closed_form(small: sp.csr_matrix) -> None:
-    l2 = 3.0
-    ease = EASE(small, l2)
+@pytest.mark.parametrize("users", [30, 7], ids=["more users than items (item side)",
+                                                  "fewer users than items (Woodbury)"])
+@pytest.mark.parametrize("l2", [0.5, 3.0, 500.0])
+def test_ease_has_zero_diagonal_and_the_closed_form(small: sp.csr_matrix, users: int,
+                                                    l2: float) -> None:
+    train = small[:users]
+    ease = EASE(train, l2)
     assert ease.B.shape == (12, 12)
     assert torch.equal(torch.diagonal(ease.B), torch.zeros(12))
-    gram = (small.T @ small).toarray().astype(np.float64) + l2 * np.eye(12)
+    gram = (train.T @ train).toarray().astype(np.float64) + l2 * np.eye(12)
     p = np.linalg.inv(gram)
     expected = -p / np.diag(p)[None, :]
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(ease.B.numpy(), expected, rtol=1e-3, atol=1e-5)
     x = torch.from_numpy(small[:4].toarray())
     torch.testing.assert_close(ease.scores(x), x @ ease.B)
+
+
+def test_ease_refuses_a_ridge_that_is_not_positive(small: sp.csr_matrix) -> None:
+    with pytest.raises(ValueError, match="ridge strength > 0, got 0"):
+        EASE(small, 0.0)
 
 
 def test_ease_beats_popularity_on_synthetic(interactions: Interactions) -> None:

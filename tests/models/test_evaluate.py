@@ -106,4 +106,5 @@ def test_train_config_rejects_unknown_keys() -> None:
 def test_defaults_depend_on_dataset_size() -> None:
     small, large = defaults_for(600), defaults_for(200_000)
     assert large == TrainConfig()
-    assert small.sae.subsamples_per_user > 0 and small.elsa.input_dropout > 0
+    assert small.sae.subsamples_per_user > 0 and small.elsa.teacher == "ease"
+    assert large.elsa.teacher == "none"            # the paper's ELSA where data is plenty

@@ -3,12 +3,14 @@ unit decoder rows, the input's scale restored, and the nested recommender."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
 from models.elsa import ELSA
 from models.recommender import Recommender
-from models.sae import BasicSAE, TopKSAE, standardize
+from models.sae import BasicSAE, SAEOutput, SparseAutoencoder, TopKSAE, standardize
 
 
 def generic(generator: torch.Generator, batch: int = 8, d: int = 16) -> torch.Tensor:
@@ -202,3 +204,34 @@ def test_candidates_find_latents_the_encoder_ranked_below_k(
 def test_refine_settings_are_checked(steps: int, candidates: int) -> None:
     with pytest.raises(ValueError, match="refine_"):
         TopKSAE(4, 8, 2, refine_steps=steps, refine_candidates=candidates)
+
+
+@pytest.mark.parametrize("refine", [0, 5])
+def test_topk_training_pass_is_the_dense_pass_on_k_latents(generator: torch.Generator,
+                                                           refine: int) -> None:
+    """The training forward computes only the chosen latents; it is the same function as
+    the dense pass (encode -> k largest -> decode), with the same gradients."""
+    sae = TopKSAE(12, 64, 5, generator, refine_steps=refine,
+                  refine_candidates=8 if refine else 0)
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.1, generator=generator)   # b_enc and b_dec take part too
+        sae.b_dec.normal_(0, 0.1, generator=generator)
+    sae.train()
+    u = torch.randn(9, 12, generator=generator)
+    u[0, :] = -5.0                     # a row with fewer than k positive pre-activations
+
+    def run(forward: Callable[[torch.Tensor], SAEOutput]) -> tuple[SAEOutput, list[torch.Tensor]]:
+        sae.zero_grad()
+        out = forward(u)
+        loss = (out.reconstruction - u).pow(2).sum() + out.code.sum()
+        loss.backward()
+        return out, [p.grad.clone() for p in sae.parameters() if p.grad is not None]
+
+    fast, fast_grads = run(sae)
+    dense, dense_grads = run(lambda x: SparseAutoencoder.forward(sae, x))
+    torch.testing.assert_close(fast.reconstruction, dense.reconstruction)
+    torch.testing.assert_close(fast.code, dense.code)
+    assert len(fast_grads) == len(dense_grads) == 4
+    for a, b in zip(fast_grads, dense_grads, strict=True):
+        torch.testing.assert_close(a, b)
+    assert ((fast.code > 0).sum(dim=-1) <= 5).all()
