@@ -5,7 +5,7 @@ under a millisecond beyond the top-N itself). Writes reports/steering_latency.{j
 
 For each of --users users of the bundle, a session starts: the user's code, unsteered
 scores and the item-score rows R[n] of the knobs the page shows (the user's active neurons
-and ten concept knobs of 20 neurons each, as the app's) are computed once and timed as
+and ten concept knobs of 10 neurons each, as the app's) are computed once and timed as
 "session start".
 Then --changes times each, ten neuron knobs, and the ten concept knobs, are set to
 strengths in [-1, 1] and the scores recomputed by
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument("--knobs", type=int, default=10)
-    parser.add_argument("--concept-neurons", type=int, default=20,
+    parser.add_argument("--concept-neurons", type=int, default=10,
                         help="neurons per concept knob (the app's CONCEPT_NEURONS)")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "steering_latency")
     args = parser.parse_args()
@@ -81,7 +81,7 @@ def main() -> None:
             t0 = time.perf_counter()
             code, mean, std = sae.encode(elsa.encode(x))
             user = user_scores(elsa, sae, basis, code[0], mean, std)
-            # the page shows the user's active neurons and 10 concept knobs (20 neurons
+            # the page shows the user's active neurons and 10 concept knobs (10 neurons
             # each, Knobs' "lifts" map); their rows are computed when the session starts
             chosen = rng.choice(concepts, args.knobs, replace=False)
             concept_sets = [tuple(int(n) for n in cmap.neurons_for(c, "lifts", size))

@@ -27,7 +27,7 @@ Knobs' concept -> neuron map ("lifts"). A knob moves a user's code along the dec
 of its neurons, so for steering the question is which neurons' item-score rows
 R[n] = W_dec[n] A^T (method.md §7) raise the concept's items the most. `lifts` ranks the
 live neurons of each concept by the mean, over the concept's items, of R[n] standardised
-across items. Steering toward a concept's top-20 "lift" neurons trades personal for segment
+across items. Steering toward a concept's top-10 "lift" neurons trades personal for segment
 accuracy better than the paper's maps (reports/steering.md).
 
 Everything here is numpy / scipy / torch; `ConceptMap` is what a bundle stores.

@@ -62,9 +62,9 @@ METHODS: dict[str, str] = {
     "best1": "best characterizes, top-1",
     "best5": "best characterizes, top-5",
     "lifts5": "top-5 by lift",
-    "lifts10": "top-10 by lift",
+    "lifts10": "Knobs: top-10 by lift",
     "lifts15": "top-15 by lift",
-    "lifts20": "Knobs: top-20 by lift",
+    "lifts20": "top-20 by lift",
     "rerank": "tag re-rank (no SAE steering)",
 }
 SAE_METHODS = ("unique", "best1", "best5", "lifts5", "lifts10", "lifts15", "lifts20")
@@ -73,7 +73,7 @@ PERSONAL_FLOOR = 0.9
 >= 90% of its alpha-0 value."""
 SEGMENT_GOAL = 2.5
 K = 20
-CONTROL_METHODS = ("best5", "lifts20")
+CONTROL_METHODS = ("best5", "lifts10")
 """Methods also run with the untrained SAE."""
 
 

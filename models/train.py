@@ -344,9 +344,12 @@ class SAEVectorSource:
                  device: torch.device) -> None:
         self.backbone, self.train, self.cfg, self.device = backbone, train, cfg, device
         self.users = embed_rows(backbone, train, device)
-        self.onehots = (embed_rows(backbone, sp.identity(train.shape[1], dtype=np.float32,
-                                                         format="csr"), device)
-                        if cfg.item_onehots else None)
+        self.onehots = None
+        if cfg.item_onehots:
+            eye = sp.identity(train.shape[1], dtype=np.float32, format="csr")
+            if cfg.onehot_min_users > 1:
+                eye = eye[np.diff(train.tocsc().indptr) >= cfg.onehot_min_users]
+            self.onehots = embed_rows(backbone, eye, device)
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
         """[vectors, d]: users, then sub-samples (if any), then item one-hots (if any)."""

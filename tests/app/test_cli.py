@@ -67,7 +67,7 @@ def test_steer_eval_writes_json_markdown_and_plot(tmp_path: Path,
     for curve in report["curves"].values():
         assert [p["alpha"] for p in curve] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
         assert all(0 <= p["personal"] <= 1 and 0 <= p["segment"] <= 1 for p in curve)
-    assert set(report["curves_untrained"]) == {"best5", "lifts20"}
+    assert set(report["curves_untrained"]) == {"best5", "lifts10"}
     # alpha 0 is the same unsteered ranking for every method
     assert len({(c[0]["personal"], c[0]["segment"]) for c in report["curves"].values()}) == 1
     for key in ("coverage", "median_precision", "entropy_decrease"):

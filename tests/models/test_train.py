@@ -283,6 +283,21 @@ def test_sae_training_vectors_count(split: Split,
     torch.testing.assert_close(v[-n_items:], elsa.A.detach())
 
 
+def test_item_onehots_can_skip_rare_items(split: Split,
+                                          trained_elsa: tuple[ELSA, list[dict[str, float]]],
+                                          torch_device: torch.device) -> None:
+    elsa = trained_elsa[0]
+    users = np.diff(split.train.tocsc().indptr)
+    least = int(np.median(users))                        # about half the items are rarer
+    kept = np.flatnonzero(users >= least)
+    assert 0 < len(kept) < split.train.shape[1]
+    cfg = SAEConfig(item_onehots=True, onehot_min_users=least)
+    v = sae_training_vectors(elsa, split.train, cfg, torch_device,
+                             torch.Generator().manual_seed(0))
+    assert v.shape == (split.train.shape[0] + len(kept), elsa.d)
+    torch.testing.assert_close(v[-len(kept):], elsa.A.detach()[kept])
+
+
 def test_minibatches_cover_every_index_once() -> None:
     batches = list(minibatches(23, 5, torch.Generator().manual_seed(0)))
     assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
