@@ -25,7 +25,8 @@ class ELSAConfig:
     """Epochs without a better validation nDCG@20 before stopping; best state restored."""
     input_dropout: float = 0.0
     """Knobs: share of a history hidden from the encoder during training (denoising);
-    the loss still asks for the whole history. 0 is the paper's plain ELSA."""
+    the loss still asks for the whole history (with a teacher: for the teacher's scores of
+    the input ELSA saw). 0 is the paper's plain ELSA."""
     teacher: Literal["none", "ease"] = "none"
     """Knobs (small data): "ease" trains A to reproduce the scores of an EASE fitted on the
     same training users (ridge from TrainConfig.ease_l2, chosen on the validation users)
@@ -34,7 +35,8 @@ class ELSAConfig:
     relu_in_loss: bool = True
     """True: the loss compares ReLU(x A A^T - x) with x (method.md §2). False (Knobs, small
     data): it compares the pre-ReLU scores, so negative scores of items the user lacks are
-    pulled up to zero as well; rankings at inference are the same function of A."""
+    pulled up to zero as well; rankings at inference are the same function of A. With a
+    teacher the loss always compares the scores before the ReLU."""
 
 
 @dataclass(frozen=True)

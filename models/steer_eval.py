@@ -12,8 +12,8 @@ Methods (the neuron set N(c) of a concept, `ConceptMap`):
   best1    "best characterizes" top-1, the top of its column of tfidf(M^T)
   best5    "best characterizes" top-5
   liftsN   the concept's top-N neurons by lift (models.concepts, "lifts"), N = 5, 10,
-           15, 20; Knobs' concept knobs use N = 20, the best of the four on ml-latest-small
-           (all four stay in the report, so the choice is visible)
+           15, 20; Knobs' concept knobs use N = 10, the best of the four on ml-latest-small
+           in two runs (all four stay in the report, so the choice is visible)
   rerank   no SAE steering: the unsteered ELSA+SAE scores, scaled to [0, 1] per user,
            re-ranked as (1 - alpha) score + alpha [item carries the concept] (a baseline)
 

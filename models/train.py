@@ -170,10 +170,21 @@ TEACHER_MAX_ITEMS = 50_000
 def elsa_teacher(train: sp.csr_matrix, val: HeldOut, cfg: TrainConfig,
                  device: torch.device) -> EASE | None:
     """The teacher `train_elsa` needs under `cfg.elsa` (None when it needs none): EASE on the
-    same training users, ridge chosen on the validation users from `cfg.ease_l2`."""
+    same training users, ridge chosen on the validation users from `cfg.ease_l2`. The
+    catalogue's size is checked before any items x items matrix is built."""
+    _check_teacher(cfg.elsa.teacher, train.shape[1])
     if cfg.elsa.teacher == "none":
         return None
     return select_ease(train, val, cfg.ease_l2, device)
+
+
+def _check_teacher(teacher: str, n_items: int) -> None:
+    if teacher not in ("none", "ease"):
+        raise ValueError(f"ELSAConfig.teacher must be 'none' or 'ease', got {teacher!r}")
+    if teacher == "ease" and n_items > TEACHER_MAX_ITEMS:
+        raise ValueError(f"the EASE teacher needs an items x items matrix; {n_items:,} items "
+                         f"is over {TEACHER_MAX_ITEMS:,}: train this dataset with teacher "
+                         "'none'")
 
 
 def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torch.device,
@@ -187,14 +198,11 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
     training users (see `elsa_teacher`), compared with ELSA's scores before the ReLU,
     x A A^T - x: ELSA learns EASE's ranking function within its own form (unit-norm rows,
     one low-rank A). Nothing but the training users reaches either model."""
+    _check_teacher(cfg.teacher, train.shape[1])
     if cfg.teacher == "ease":
         if teacher is None:
             raise ValueError("ELSAConfig.teacher is 'ease': pass the EASE teacher "
                              "(models.train.elsa_teacher)")
-        if train.shape[1] > TEACHER_MAX_ITEMS:
-            raise ValueError(f"the EASE teacher needs an items x items matrix; "
-                             f"{train.shape[1]:,} items is over {TEACHER_MAX_ITEMS:,}: "
-                             "train this dataset with teacher 'none'")
         if teacher.B.shape[0] != train.shape[1]:
             raise ValueError(f"the EASE teacher scores {teacher.B.shape[0]} items, the "
                              f"training matrix has {train.shape[1]}")
@@ -203,12 +211,16 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
     model = ELSA(train.shape[1], cfg.d, generator).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     dev_gen = child_generator(generator, device)
-    b = teacher.B.to(device) if teacher is not None else None
     # Without input dropout every epoch sees the same inputs: the teacher's scores of the
-    # training users are computed once (where they fit in 200 MB).
-    fixed = None
-    if teacher is not None and cfg.input_dropout == 0 and train.shape[0] * train.shape[1] <= 5e7:
-        fixed = torch.from_numpy(np.asarray(train @ teacher.B.numpy(), dtype=np.float32))
+    # training users are computed once (where they fit in 200 MB); otherwise B goes to the
+    # device and scores each batch's (dropped-out) input.
+    fixed: torch.Tensor | None = None
+    b: torch.Tensor | None = None
+    if teacher is not None:
+        if cfg.input_dropout == 0 and train.shape[0] * train.shape[1] <= 5e7:
+            fixed = torch.from_numpy(np.asarray(train @ teacher.B.numpy(), dtype=np.float32))
+        else:
+            b = teacher.B.to(device)
 
     def epoch(number: int) -> float:
         total, count = 0.0, 0
@@ -218,9 +230,11 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
             if cfg.input_dropout > 0:
                 keep = torch.rand(x.shape, generator=dev_gen, device=device) >= cfg.input_dropout
                 x_in = x * keep
-            if b is not None:
+            if fixed is not None:
+                loss = normalized_mse(model.logits(x_in), fixed[idx].to(device))
+            elif b is not None:
                 with torch.no_grad():
-                    target = fixed[idx].to(device) if fixed is not None else x_in @ b
+                    target = x_in @ b
                 loss = normalized_mse(model.logits(x_in), target)
             else:
                 out = model(x_in) if cfg.relu_in_loss else model.logits(x_in)
@@ -347,7 +361,7 @@ class SAEVectorSource:
         self.onehots = None
         if cfg.item_onehots:
             eye = sp.identity(train.shape[1], dtype=np.float32, format="csr")
-            if cfg.onehot_min_users > 1:
+            if cfg.onehot_min_users > 0:
                 eye = eye[np.diff(train.tocsc().indptr) >= cfg.onehot_min_users]
             self.onehots = embed_rows(backbone, eye, device)
 

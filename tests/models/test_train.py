@@ -261,6 +261,29 @@ def test_elsa_teacher_is_checked(split: Split) -> None:
                    gen, progress=False, teacher=EASE(split.train[:, :5], 10.0))
 
 
+def test_elsa_teacher_refuses_bad_settings_before_fitting(split: Split) -> None:
+    odd = TrainConfig(elsa=dataclasses.replace(ELSA_CFG, teacher="EASE"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be 'none' or 'ease', got 'EASE'"):
+        elsa_teacher(split.train, split.val, odd, CPU)
+    wide = sp.csr_matrix((split.train.shape[0], 50_001), dtype=np.float32)
+    cfg = TrainConfig(elsa=dataclasses.replace(ELSA_CFG, teacher="ease"))
+    with pytest.raises(ValueError, match="50,001 items is over 50,000"):
+        elsa_teacher(wide, split.val, cfg, CPU)              # before any 50k x 50k matrix
+
+
+def test_elsa_taught_with_input_dropout_trains_on_the_device(
+        split: Split, torch_device: torch.device) -> None:
+    """With input dropout the teacher scores each batch's dropped-out input on the device."""
+    teacher = EASE(split.train, 10.0)
+    cfg = dataclasses.replace(ELSA_CFG, teacher="ease", input_dropout=0.2, max_epochs=5)
+    elsa, history = train_elsa(split.train, split.val, cfg, torch_device,
+                               torch.Generator().manual_seed(2), progress=False,
+                               teacher=teacher)
+    assert elsa.A.device.type == torch_device.type and len(history) >= 1
+    pop = ndcg(Popularity(split.train).scores, split.test, torch_device)
+    assert ndcg(elsa, split.test, torch_device) > pop + 0.1
+
+
 def test_elsa_teacher_follows_the_config(split: Split) -> None:
     """elsa_teacher fits EASE only when the config asks for it, ridge from ease_l2."""
     none = TrainConfig(elsa=ELSA_CFG, ease_l2=(10.0,))
