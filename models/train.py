@@ -289,21 +289,28 @@ def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
     return model, history
 
 
+SPARSE_ROWS = 65_536
+"""Rows per sparse product in `embed_rows` (bounds its temporaries on large matrices)."""
+
+
 @torch.no_grad()
 def embed_rows(backbone: ELSA | MultVAE, matrix: sp.csr_matrix, device: torch.device,
                batch_size: int = 1024) -> torch.Tensor:
     """Backbone embeddings of every row of `matrix`: [rows, d] on `device`. ELSA's
-    encoder is linear, so its rows are embedded as one sparse product (x A) without
-    densifying the histories."""
+    encoder is linear, so its rows are embedded by sparse products (x A, `SPARSE_ROWS` rows
+    at a time) without densifying the histories."""
     backbone.eval()
     if isinstance(backbone, ELSA):
-        coo = matrix.tocoo()
-        x = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([coo.row, coo.col])
-                                                     .astype(np.int64)),
-                                    torch.from_numpy(coo.data.astype(np.float32, copy=False)),
-                                    matrix.shape,
-                                    device=device, check_invariants=False)
-        return backbone.encode(x)
+        parts = []
+        for start in range(0, matrix.shape[0], SPARSE_ROWS):
+            coo = matrix[start : start + SPARSE_ROWS].tocoo()
+            x = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([coo.row, coo.col])
+                                                         .astype(np.int64)),
+                                        torch.from_numpy(coo.data.astype(np.float32,
+                                                                         copy=False)),
+                                        coo.shape, device=device, check_invariants=False)
+            parts.append(backbone.encode(x))
+        return torch.cat(parts) if parts else torch.zeros(0, backbone.d, device=device)
     out = [backbone.encode(dense_rows(matrix, np.arange(s, min(s + batch_size,
                                                                  matrix.shape[0])), device))
            for s in range(0, matrix.shape[0], batch_size)]

@@ -3,6 +3,7 @@ determinism, TopK sparsity after training, and the SAE's training vectors."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 
@@ -319,6 +320,20 @@ def test_item_onehots_can_skip_rare_items(split: Split,
                              torch.Generator().manual_seed(0))
     assert v.shape == (split.train.shape[0] + len(kept), elsa.d)
     torch.testing.assert_close(v[-len(kept):], elsa.A.detach()[kept])
+
+
+def test_elsa_embeddings_by_sparse_chunks_equal_the_dense_product(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train as train_module
+
+    elsa = copy.deepcopy(trained_elsa[0]).cpu()               # the fixture stays put
+    monkeypatch.setattr(train_module, "SPARSE_ROWS", 7)      # several chunks, a short last
+    got = embed_rows(elsa, split.train, CPU)
+    with torch.no_grad():
+        want = torch.from_numpy(split.train.toarray()) @ elsa.A
+    torch.testing.assert_close(got, want)
+    assert embed_rows(elsa, split.train[:0], CPU).shape == (0, elsa.d)
 
 
 def test_minibatches_cover_every_index_once() -> None:
