@@ -240,7 +240,7 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
     try:
         # one worker: load it here; several: only check it, each worker loads its own
         engine = load_engine(settings) if workers == 1 else None
-        where = engine.device if engine else open_bundle(settings)[0]
+        where = engine.device if engine else open_bundle(settings, on="cpu")[0]
         db, _ = open_database(settings)        # migrated? (make migrate / alembic upgrade head)
         db.dispose()
     except StartupError as exc:

@@ -40,13 +40,15 @@ class StartupError(RuntimeError):
     """The app cannot serve: the message says why and what to do."""
 
 
-def open_bundle(settings: Settings, bundle: Bundle | None = None
+def open_bundle(settings: Settings, bundle: Bundle | None = None, on: str | None = None
                 ) -> tuple[torch.device, Bundle]:
-    """The device and the bundle of `settings` (or the one given), loaded and checked;
-    StartupError if the bundle is missing or corrupt or the device is unavailable."""
+    """The device and the bundle of `settings` (or the one given), loaded and checked,
+    onto that device or `on` (a parent of workers checks it on "cpu": no model and no CUDA
+    context it would keep); StartupError if the bundle is missing or corrupt or the device
+    is unavailable."""
     try:
         device = resolve_device(settings.device)
-        return device, bundle or load_bundle(settings.bundle, device)
+        return device, bundle or load_bundle(settings.bundle, on or device)
     except (BundleError, RuntimeError) as exc:
         raise StartupError(f"cannot serve {settings.bundle}: {exc}") from exc
 

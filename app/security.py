@@ -56,8 +56,8 @@ def unsign(secret: str, cookie: str | None) -> str | None:
 def same(a: str, b: str) -> bool:
     """Constant-time equality of two strings of any characters (hmac.compare_digest
     refuses non-ASCII str)."""
-    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"),
-                               b.encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"),
+                               b.encode("utf-8", "surrogatepass"))
 
 
 def csrf_token(secret: str, visitor: str) -> str:

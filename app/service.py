@@ -94,12 +94,20 @@ def concept_neurons(engine: Engine, name: str) -> tuple[int, list[int]]:
         c = cmap.concept(name)
     except KeyError:
         raise NotFound(f"unknown concept {normalize(name)!r}") from None
+    neurons = knob_neurons(engine, c)
+    if not neurons:
+        raise NotFound(f"concept {cmap.names[c]!r} maps to no live neuron")
+    return c, neurons
+
+
+def knob_neurons(engine: Engine, c: int) -> list[int]:
+    """The neurons concept c's knob moves: its top lift neurons, else its 5 best
+    characterizing ones (a bundle without the lifts map); [] if none is live."""
+    cmap = engine.bundle.concepts
     neurons = cmap.neurons_for(c, "lifts", concept_knob_size(engine))
     if len(neurons) == 0:
         neurons = cmap.neurons_for(c, "best", 5)
-    if len(neurons) == 0:
-        raise NotFound(f"concept {cmap.names[c]!r} maps to no live neuron")
-    return c, [int(n) for n in neurons]
+    return [int(n) for n in neurons]
 
 
 def knobs_from(engine: Engine, knobs: Sequence[KnobIn]) -> tuple[list[Knob], list[KnobOut]]:
@@ -203,8 +211,7 @@ def search_concepts(engine: Engine, query: str, limit: int) -> list[ConceptOut]:
     hits.sort(key=lambda c: (not names[c].startswith(q), -int(cmap.items_per_concept[c])))
     out = []
     for c in hits[:limit]:
-        neurons = cmap.neurons_for(c, "lifts", concept_knob_size(engine))
         out.append(ConceptOut(name=names[c], kind=cmap.kinds[c],
                               items=int(cmap.items_per_concept[c]),
-                              neurons=[int(n) for n in neurons]))
+                              neurons=knob_neurons(engine, c)))
     return out

@@ -21,7 +21,7 @@ from models.config import ELSAConfig
 from models.data.interactions import kfold_splits
 from models.evaluate import machine_info
 from models.metrics import paired_bootstrap
-from models.train import evaluate_heldout, select_ease, train_elsa
+from models.train import evaluate_heldout, select_ease, train_elsa_for
 
 
 def variants(base: ELSAConfig) -> dict[str, ELSAConfig]:
@@ -48,9 +48,9 @@ def main() -> None:
         ndcg["ease"].append(evaluate_heldout(ease.scores, split.test, device)[1])
         for name, elsa_cfg in variants(cfg.elsa).items():
             gen = torch.Generator().manual_seed(cfg.seed + f)
-            teacher = ease if elsa_cfg.teacher == "ease" else None
-            elsa, history = train_elsa(split.train, split.val, elsa_cfg, device, gen,
-                                       progress=False, teacher=teacher)
+            elsa, history = train_elsa_for(split.train, split.val,
+                                           dataclasses.replace(cfg, elsa=elsa_cfg), device,
+                                           gen, progress=False, ease=ease)
             ndcg[name].append(evaluate_heldout(elsa, split.test, device)[1])
             epochs[name].append(1 + int(np.argmax([h["val_ndcg@20"] for h in history])))
             logging.info("fold %d %s: nDCG@20 %.4f (EASE %.4f)", f + 1, name,

@@ -66,10 +66,6 @@ class SAEConfig:
     """Each sub-sample keeps a share of the history drawn uniformly from [keep_min, 1)."""
     item_onehots: bool = False
     """Knobs augmentation: add every item's one-hot embedding (its row of A for ELSA)."""
-    onehot_min_users: int = 0
-    """With item_onehots: only items with at least this many training users (0: all). The
-    one-hot of an item one or two people liked is a barely trained row of A; as training
-    vectors they spend latents on noise."""
     mix: float = 0.0
     """Knobs augmentation: chance that a sub-sample is joined with a sub-sample of another
     training user (new, plausible histories instead of near-copies of few users)."""

@@ -29,7 +29,7 @@ from models.train import (
     embed_rows,
     evaluate_heldout,
     select_ease,
-    train_elsa,
+    train_elsa_for,
     train_multvae,
     train_sae,
 )
@@ -100,10 +100,9 @@ def evaluate_fold(split: Split, cfg: TrainConfig, device: torch.device,
     res.ease_l2 = ease.l2
 
     t = time.perf_counter()
-    teacher = ease if cfg.elsa.teacher == "ease" else None  # the same fit, not a second one
-    elsa, _ = train_elsa(split.train, split.val, cfg.elsa, device, generator, progress,
-                         teacher=teacher)
-    del ease, teacher
+    elsa, _ = train_elsa_for(split.train, split.val, cfg, device, generator, progress,
+                             ease=ease)             # the teacher is this fit, not a second
+    del ease
     record("elsa", elsa, t)
     t = time.perf_counter()
     sae, _ = train_sae(elsa, split.train, split.val, cfg.sae, device, generator, progress)

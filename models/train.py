@@ -61,6 +61,16 @@ def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) ->
     return torch.from_numpy(matrix[rows].toarray().astype(np.float32, copy=False)).to(device)
 
 
+def sparse_rows(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device
+                ) -> torch.Tensor:
+    """matrix[rows] as a sparse COO float32 tensor on `device`: [len(rows), items]."""
+    coo = matrix[rows].tocoo()
+    return torch.sparse_coo_tensor(
+        torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64)),
+        torch.from_numpy(coo.data.astype(np.float32, copy=False)), coo.shape,
+        device=device, check_invariants=False)
+
+
 def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
     """Shuffled index batches covering 0..n-1 once."""
     perm = torch.randperm(n, generator=generator).numpy()
@@ -168,14 +178,15 @@ TEACHER_MAX_ITEMS = 50_000
 
 
 def elsa_teacher(train: sp.csr_matrix, val: HeldOut, cfg: TrainConfig,
-                 device: torch.device) -> EASE | None:
-    """The teacher `train_elsa` needs under `cfg.elsa` (None when it needs none): EASE on the
-    same training users, ridge chosen on the validation users from `cfg.ease_l2`. The
-    catalogue's size is checked before any items x items matrix is built."""
+                 device: torch.device, ease: EASE | None = None) -> EASE | None:
+    """The teacher `train_elsa` needs under `cfg.elsa` (None when it needs none): `ease`
+    if the caller already fitted it on these users, else EASE on the same training users,
+    ridge chosen on the validation users from `cfg.ease_l2`. The catalogue's size is
+    checked before any items x items matrix is built."""
     _check_teacher(cfg.elsa.teacher, train.shape[1])
     if cfg.elsa.teacher == "none":
         return None
-    return select_ease(train, val, cfg.ease_l2, device)
+    return ease or select_ease(train, val, cfg.ease_l2, device)
 
 
 def _check_teacher(teacher: str, n_items: int) -> None:
@@ -250,9 +261,10 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
 
 def train_elsa_for(train: sp.csr_matrix, val: HeldOut, cfg: TrainConfig,
                    device: torch.device, generator: torch.Generator,
-                   progress: bool = True) -> tuple[ELSA, History]:
-    """`train_elsa` under `cfg.elsa`, with the teacher it asks for fitted first."""
-    teacher = elsa_teacher(train, val, cfg, device)
+                   progress: bool = True, ease: EASE | None = None) -> tuple[ELSA, History]:
+    """`train_elsa` under `cfg.elsa`, with the teacher it asks for (`ease` when given, else
+    fitted first)."""
+    teacher = elsa_teacher(train, val, cfg, device, ease)
     return train_elsa(train, val, cfg.elsa, device, generator, progress, teacher=teacher)
 
 
@@ -289,32 +301,18 @@ def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
     return model, history
 
 
-SPARSE_ROWS = 65_536
-"""Rows per sparse product in `embed_rows` (bounds its temporaries on large matrices)."""
-
-
 @torch.no_grad()
 def embed_rows(backbone: ELSA | MultVAE, matrix: sp.csr_matrix, device: torch.device,
                batch_size: int = 1024) -> torch.Tensor:
-    """Backbone embeddings of every row of `matrix`: [rows, d] on `device`. ELSA's
-    encoder is linear, so its rows are embedded by sparse products (x A, `SPARSE_ROWS` rows
-    at a time) without densifying the histories."""
+    """Backbone embeddings of every row of `matrix`: [rows, d] on `device`, batch_size rows
+    at a time. ELSA's encoder is linear, so its batches stay sparse (x A without
+    densifying the histories)."""
     backbone.eval()
-    if isinstance(backbone, ELSA):
-        parts = []
-        for start in range(0, matrix.shape[0], SPARSE_ROWS):
-            coo = matrix[start : start + SPARSE_ROWS].tocoo()
-            x = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([coo.row, coo.col])
-                                                         .astype(np.int64)),
-                                        torch.from_numpy(coo.data.astype(np.float32,
-                                                                         copy=False)),
-                                        coo.shape, device=device, check_invariants=False)
-            parts.append(backbone.encode(x))
-        return torch.cat(parts) if parts else torch.zeros(0, backbone.d, device=device)
-    out = [backbone.encode(dense_rows(matrix, np.arange(s, min(s + batch_size,
-                                                                 matrix.shape[0])), device))
+    rows = sparse_rows if isinstance(backbone, ELSA) else dense_rows
+    out = [backbone.encode(rows(matrix, np.arange(s, min(s + batch_size, matrix.shape[0])),
+                                device))
            for s in range(0, matrix.shape[0], batch_size)]
-    return torch.cat(out) if out else torch.zeros(0, 0, device=device)
+    return torch.cat(out) if out else torch.zeros(0, backbone.d, device=device)
 
 
 def subsample_histories(matrix: sp.csr_matrix, per_row: int, keep_min: float,
@@ -365,12 +363,9 @@ class SAEVectorSource:
                  device: torch.device) -> None:
         self.backbone, self.train, self.cfg, self.device = backbone, train, cfg, device
         self.users = embed_rows(backbone, train, device)
-        self.onehots = None
-        if cfg.item_onehots:
-            eye = sp.identity(train.shape[1], dtype=np.float32, format="csr")
-            if cfg.onehot_min_users > 0:
-                eye = eye[np.diff(train.tocsc().indptr) >= cfg.onehot_min_users]
-            self.onehots = embed_rows(backbone, eye, device)
+        self.onehots = (embed_rows(backbone, sp.identity(train.shape[1], dtype=np.float32,
+                                                         format="csr"), device)
+                        if cfg.item_onehots else None)
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
         """[vectors, d]: users, then sub-samples (if any), then item one-hots (if any)."""

@@ -231,15 +231,17 @@ def test_the_container_pins_the_same_torch_and_runs_migrations_first() -> None:
     assert commands[0] == "alembic upgrade head" and commands[1].startswith("exec uvicorn")
 
 
-def children(pid: int) -> set[int]:
-    """Processes whose parent is `pid` (from /proc)."""
+def spawned_workers(pid: int) -> set[int]:
+    """Children of `pid` started by multiprocessing's spawn (uvicorn's workers), from
+    /proc; spawn's resource tracker, also a child, does not count."""
     out = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == pid:
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
             out.add(int(stat.parent.name))
     return out
 
@@ -267,7 +269,7 @@ def test_serve_with_two_workers(bundle_dir: Path, tmp_path: Path) -> None:
             except httpx.HTTPError:
                 time.sleep(0.3)
                 continue
-            pids = children(proc.pid)
+            pids = spawned_workers(proc.pid)
         assert len(pids) >= 2, "uvicorn did not start two workers"
     finally:
         proc.terminate()

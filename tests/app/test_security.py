@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.security import same
 from app.settings import Settings
 
 
@@ -100,3 +101,12 @@ def test_head_answers_read_only_gets(client: TestClient) -> None:
         assert r.status_code == 200 and r.content == b"", path
         assert "content-security-policy" in r.headers
     assert client.head("/steer?user=1").status_code == 405    # opens a session: no HEAD
+
+
+@pytest.mark.parametrize(("a", "b", "equal"), [
+    ("token", "token", True), ("token", "tokem", False), ("é", "é", True),
+    ("\ud800", "\ud800", True), ("\ud800", "\udc80", False), ("\udc80", "\x80", False),
+])
+def test_constant_time_compare_takes_any_string(a: str, b: str, equal: bool) -> None:
+    """Every str, lone surrogates included, compares without raising."""
+    assert same(a, b) is equal

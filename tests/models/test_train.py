@@ -307,29 +307,10 @@ def test_sae_training_vectors_count(split: Split,
     torch.testing.assert_close(v[-n_items:], elsa.A.detach())
 
 
-def test_item_onehots_can_skip_rare_items(split: Split,
-                                          trained_elsa: tuple[ELSA, list[dict[str, float]]],
-                                          torch_device: torch.device) -> None:
-    elsa = trained_elsa[0]
-    users = np.diff(split.train.tocsc().indptr)
-    least = int(np.median(users))                        # about half the items are rarer
-    kept = np.flatnonzero(users >= least)
-    assert 0 < len(kept) < split.train.shape[1]
-    cfg = SAEConfig(item_onehots=True, onehot_min_users=least)
-    v = sae_training_vectors(elsa, split.train, cfg, torch_device,
-                             torch.Generator().manual_seed(0))
-    assert v.shape == (split.train.shape[0] + len(kept), elsa.d)
-    torch.testing.assert_close(v[-len(kept):], elsa.A.detach()[kept])
-
-
 def test_elsa_embeddings_by_sparse_chunks_equal_the_dense_product(
-        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import models.train as train_module
-
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
     elsa = copy.deepcopy(trained_elsa[0]).cpu()               # the fixture stays put
-    monkeypatch.setattr(train_module, "SPARSE_ROWS", 7)      # several chunks, a short last
-    got = embed_rows(elsa, split.train, CPU)
+    got = embed_rows(elsa, split.train, CPU, batch_size=7)    # several batches, a short last
     with torch.no_grad():
         want = torch.from_numpy(split.train.toarray()) @ elsa.A
     torch.testing.assert_close(got, want)
