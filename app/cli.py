@@ -223,13 +223,17 @@ def inspect(bundle_dir: Path, neuron: int | None, top: int, as_json: bool) -> No
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes, each with its own copy of the model (one per core; "
                    "they share the database).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]),
+              help="uvicorn's log level; info logs every request (the access log).")
 def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
-          workers: int) -> None:
+          workers: int, log_level: str) -> None:
     """Serve the web app and the JSON API (docs at /docs)."""
     import uvicorn
 
     from app.main import StartupError, create_app, load_engine, open_bundle, open_database
     from app.settings import Settings
+    from app.workers import WorkerError, reuse_port_supported, run_workers
 
     overrides: dict[str, Any] = {}
     if bundle_dir is not None:
@@ -249,12 +253,18 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
                f"{workers} worker{'s' if workers > 1 else ''})")
     if engine is not None:
         uvicorn.run(create_app(settings, engine=engine), host=host, port=port,
-                    log_level="info")
+                    log_level=log_level)
         return
     os.environ["KNOBS_BUNDLE"] = str(settings.bundle)
     os.environ["KNOBS_DEVICE"] = settings.device
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level="info")
+    if not reuse_port_supported():          # uvicorn's workers, one shared socket
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level)
+        return
+    try:                                    # a socket each: connections spread evenly
+        run_workers(host, port, workers, log_level)
+    except WorkerError as exc:
+        _fail(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,8 +37,8 @@ from models.steering import (
     UserScores,
     knob_row,
     latent_rows,
+    own_scale,
     score_basis,
-    steer_values,
     steered_scores,
     user_scores,
 )
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 class LRU(Generic[K, V]):
@@ -90,39 +91,77 @@ class UserState:
     inputs: np.ndarray
     taken: torch.Tensor
     unsteered: torch.Tensor
-    _cache: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def active_rows(self, engine: Engine) -> torch.Tensor:
-        """[k, items] the item-score rows of the user's active neurons (sorted), stacked
-        once per user for the "why" of every request."""
-        rows = self._cache.get("active")
-        if rows is None:
-            rows = engine.rows(sorted(self.scores.active))
-            self._cache["active"] = rows
-        return rows
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        """`make()`, computed once per user state under `key` (what every request for
+        this user would otherwise recompute: the unsteered list's JSON)."""
+        got = self._cache.get(key)
+        if got is None:
+            got = self._cache[key] = make()
+        return cast(T, got)
+
+    def own(self) -> OwnNeurons:
+        """The user's active neurons as the "why" of every request needs them (once)."""
+        got: OwnNeurons | None = self._cache.get("own")
+        if got is None:
+            ids = sorted(self.scores.active)
+            got = self._cache["own"] = OwnNeurons(
+                torch.tensor(ids, dtype=torch.long, device=self.scores.code.device),
+                np.array(ids, dtype=np.int64),
+                np.array([self.scores.active[n] for n in ids], dtype=np.float32),
+                {n: j for j, n in enumerate(ids)}, [Part("neuron", n) for n in ids])
+        return got
 
 
-class Reason(NamedTuple):
-    """Part of an item's steered score: kind "neuron" (ref: a neuron of the user's own
-    code) or "knob" (ref: the index of a "more of" knob in the request); contribution:
-    its share of the score."""
+class Part(NamedTuple):
+    """A part of the steered scores: kind "neuron" (ref: a neuron of the user's own code)
+    or "knob" (ref: the index of a "more of" knob in the request)."""
 
     kind: str
     ref: int
-    contribution: float
+
+
+@dataclass(frozen=True)
+class OwnNeurons:
+    """A user's active neurons, sorted: ids [k] long on the device, ids_np the same in
+    numpy, values [k] their code values, index: neuron -> position, parts: each as a
+    Part of the "why"."""
+
+    ids: torch.Tensor
+    ids_np: np.ndarray
+    values: np.ndarray
+    index: dict[int, int]
+    parts: list[Part]
+
+
+@dataclass(frozen=True)
+class Why:
+    """Per ranked item, the parts that lift it most: order [n, <=3] indices into `parts`,
+    largest contribution first, values [n, <=3] their contributions to the score (a value
+    <= 0 lifts nothing: not a reason)."""
+
+    parts: list[Part]
+    order: np.ndarray
+    values: np.ndarray
+
+    def reasons(self, row: int) -> list[tuple[Part, float]]:
+        """Item `row`'s reasons: (part, contribution), largest first."""
+        return [(self.parts[j], float(v)) for j, v in zip(self.order[row], self.values[row],
+                                                         strict=True) if v > 0]
 
 
 @dataclass(frozen=True)
 class Ranked:
     """items: [n] item indices best first; scores: [n]; rank_before: [n] each item's rank
     (0-based) in the unsteered list, -1 if it was not in its top n; unsteered: [n] the
-    unsteered top n; why: per item, up to 3 Reasons, the parts that lift it most."""
+    unsteered top n; why: per item, up to 3 parts that lift it most."""
 
     items: np.ndarray
     scores: np.ndarray
     rank_before: np.ndarray
     unsteered: np.ndarray
-    why: list[list[Reason]]
+    why: Why
 
 
 class _Batcher:
@@ -180,6 +219,12 @@ class Engine:
         self.elsa, self.sae = bundle.elsa.to(device).eval(), bundle.sae.to(device).eval()
         self.n_items = self.elsa.n_items
         self.basis = score_basis(self.elsa, self.sae)
+        self.host_why = device.type == "cpu"
+        """Compute the "why" in numpy on views of the weights (on the CPU: a third of the
+        cost of the same small torch ops); else in torch on the device."""
+        if self.host_why:
+            self._w_dec = self.sae.W_dec.detach().numpy()
+            self._a = self.elsa.A.detach().numpy()
         cat = bundle.catalog
         self.item_views = [
             ItemOut(id=int(i), title=str(t), year=None if np.isnan(y) else int(y),
@@ -199,6 +244,9 @@ class Engine:
         self._knob_rows: LRU[tuple[int, ...], torch.Tensor] = LRU(row_cache_bytes / row_bytes)
         self._users: LRU[Hashable, UserState] = LRU(user_cache)
         self._batcher = _Batcher(self._encode_batch, self.n_items)
+        self.memo: dict[Hashable, Any] = {}
+        """Facts derived from the bundle alone that callers compute once (a concept knob's
+        neurons): immutable values, so a race only computes one twice."""
         self._codes: sp.csc_matrix | None = None
         self._codes_lock = threading.Lock()
 
@@ -244,9 +292,9 @@ class Engine:
 
     # -- knobs -------------------------------------------------------------------------
 
-    @torch.no_grad()
     def rows(self, neurons: Sequence[int]) -> torch.Tensor:
-        """R[n] for the given neurons: [len(neurons), items], computed once per neuron."""
+        """R[n] for the given neurons: [len(neurons), items], computed once per neuron
+        (`latent_rows` is no_grad: no decorator here, on the hot path)."""
         found: dict[int, torch.Tensor] = {}
         for n in neurons:
             row = self._rows.get(n)
@@ -262,7 +310,6 @@ class Engine:
         return torch.stack([found[n] for n in neurons]) if neurons else torch.zeros(
             0, self.n_items, device=self.device)
 
-    @torch.no_grad()
     def knob_row(self, neurons: tuple[int, ...]) -> torch.Tensor:
         """The mean item-score row of a knob's neurons: [items], cached per neuron set."""
         if len(neurons) == 1:
@@ -282,54 +329,58 @@ class Engine:
         if before is None:
             before = top_n_owned(state.unsteered.clone(), n, state.taken)
             state._cache[f"top{n}"] = before
+        knob_rows = [self.knob_row(k.neurons) for k in knobs]
         if knobs:
-            knob_rows = [self.knob_row(k.neurons) for k in knobs]
             scores = steered_scores(state.scores, knobs, knob_rows, self.rows)
             top = top_n_owned(scores, n, state.taken)     # a fresh vector: ours to write
         else:
             scores, top = state.unsteered, before
         items = top.cpu().numpy()
         unsteered = before.cpu().numpy()
-        pos = {int(i): r for r, i in enumerate(unsteered)}
-        rank_before = np.array([pos.get(int(i), -1) for i in items], dtype=np.int64)
-        return Ranked(items, scores[top].cpu().numpy(), rank_before, unsteered,
-                      self._why(state, knobs, items))
+        same = items[:, None] == unsteered[None, :]               # [n, n]
+        rank_before = np.where(same.any(axis=1), same.argmax(axis=1), -1)
+        return Ranked(items, scores.index_select(0, top).cpu().numpy(), rank_before,
+                      unsteered, self._why(state, knobs, knob_rows, items))
 
-    def _why(self, state: UserState, knobs: Sequence[Knob], items: np.ndarray
-             ) -> list[list[Reason]]:
+    def _why(self, state: UserState, knobs: Sequence[Knob], knob_rows: list[torch.Tensor],
+             items: np.ndarray) -> Why:
         """Per item, the 3 largest parts of its steered score: each "more of" knob as one
         part (std * mass * a_j / norm * knob_row_j[i], what the knob pushed) and each of
-        the user's own neurons that a knob leaves in the code (std * z'_n * R[n, i])."""
-        if len(items) == 0:
-            return []
-        s = state.scores
-        keep, new = steer_values(s.mass, knobs, s.active) if knobs else (1.0, {})
-        own = {n: keep * v for n, v in s.active.items()}
-        total = sum(k.strength for k in knobs if k.strength > 0)
-        norm = max(total, 1.0)
-        for n in new:                  # a knob neuron's value without the knobs' push
-            push = sum(s.mass * k.strength / norm / len(k.neurons)
-                       for k in knobs if k.strength > 0 and n in k.neurons)
-            own[n] = new[n] - push
-        cols = torch.from_numpy(items).to(self.device)
-        active = state.active_rows(self)                     # [k, items], once per user
-        ids = sorted(s.active)
-        refs = [Reason("neuron", n, 0.0) for n in ids]
-        weights = [s.std * max(own.get(n, 0.0), 0.0) for n in ids]
-        blocks = [active[:, cols]] if ids else []
-        for j, k in enumerate(knobs):
-            if k.strength > 0:
-                refs.append(Reason("knob", j, 0.0))
-                weights.append(s.std * s.mass * k.strength / norm)
-                blocks.append(self.knob_row(k.neurons)[cols][None])
-        if not blocks:
-            return [[] for _ in items]
-        w = torch.tensor(weights, dtype=active.dtype, device=self.device)
-        contrib = torch.cat(blocks) * w[:, None]                        # [parts, n]
-        values, order = contrib.topk(min(3, contrib.shape[0]), dim=0)    # [3, n] each
-        return [[Reason(refs[j].kind, refs[j].ref, v)
-                 for j, v in zip(js, vs, strict=True) if v > 0]
-                for js, vs in zip(order.T.tolist(), values.T.tolist(), strict=True)]
+        the user's own neurons that a knob leaves in the code (std * z'_n * R[n, i]).
+        knob_rows: each knob's `knob_row`. On the hot path: a few small array operations
+        (each costs more than its arithmetic), nothing per neuron in Python."""
+        s, own = state.scores, state.own()
+        keep, factor = own_scale(s.mass, knobs, s.active)
+        weights = [s.std * keep * own.values]
+        for n, f in factor.items():
+            if n in own.index:
+                weights[0][own.index[n]] *= f
+        parts = list(own.parts)
+        norm = max(sum(k.strength for k in knobs if k.strength > 0), 1.0)
+        pushed = [(j, row) for j, (k, row) in enumerate(zip(knobs, knob_rows, strict=True))
+                  if k.strength > 0]
+        for j, _ in pushed:
+            parts.append(Part("knob", j))
+            weights.append(np.array([s.std * s.mass * knobs[j].strength / norm],
+                                    dtype=np.float32))
+        if not parts or len(items) == 0:
+            empty = np.zeros((len(items), 0))
+            return Why(parts, empty.astype(np.int64), empty)
+        # the user's rows at these items, R[ids][:, items] = W_dec[ids] A[items]^T
+        # ([k, n]: no rows kept per user), then the knobs' rows there
+        if self.host_why:
+            blocks = [self._w_dec[own.ids_np] @ self._a[items].T] if len(own.ids_np) else []
+            blocks += [row.numpy()[items][None] for _, row in pushed]
+            picked = np.concatenate(blocks)
+        else:
+            cols = torch.from_numpy(items).to(self.device)
+            tblocks = [self.sae.W_dec.index_select(0, own.ids)
+                       @ self.elsa.A.index_select(0, cols).T] if len(own.ids_np) else []
+            tblocks += [row.index_select(0, cols)[None] for _, row in pushed]
+            picked = torch.cat(tblocks).cpu().numpy()
+        contrib = picked * np.concatenate(weights)[:, None]                    # [parts, n]
+        order = np.argsort(-contrib, axis=0)[:3]                          # [<=3, n]
+        return Why(parts, order.T, contrib[order, np.arange(len(items))].T)
 
     @torch.no_grad()
     def activations(self, neuron: int) -> np.ndarray:

@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -135,10 +137,29 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
     app.include_router(sessions.router)
     app.include_router(studies.router)
     app.include_router(admin.router)
+    _document(app, api.DOCUMENTED_MODELS)
     app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes,
                        secure=settings.cookie_secure)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     return app
+
+
+def _document(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add `models` (and the models they use) to the OpenAPI components: request bodies
+    that endpoints validate themselves (`api.json_body`) are still documented."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            _, defs = models_json_schema([(m, "validation") for m in models],
+                                         ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                defs.get("$defs", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _text(value: object) -> str | int:

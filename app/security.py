@@ -71,7 +71,7 @@ def cookie_header(name: str, value: str, secure: bool, max_age: int = COOKIE_AGE
     return "; ".join(parts).encode("latin-1")
 
 
-def visitor(request: Request) -> str:
+async def visitor(request: Request) -> str:
     """This request's visitor id; a new one (and its cookie on the response) if none."""
     state = request.state
     if getattr(state, "visitor", None) is None:
@@ -135,7 +135,7 @@ def is_admin(request: Request) -> bool:
     return same(cookie, expected)
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     """403 naming why: admin disabled (no KNOBS_ADMIN_TOKEN) or not signed in."""
     if not request.app.state.settings.admin_token:
         raise HTTPException(403, "admin is disabled: the server has no KNOBS_ADMIN_TOKEN")
@@ -144,7 +144,7 @@ def require_admin(request: Request) -> None:
                                  "'Authorization: Bearer <KNOBS_ADMIN_TOKEN>'")
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the request says it is JSON: a cross-site form or a no-cors fetch
     cannot, so JSON endpoints without a body need no token."""
     kind = request.headers.get("Content-Type", "").split(";")[0].strip().lower()

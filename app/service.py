@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pydantic_core
 
 from app.engine import Engine, Ranked
 from app.schemas import (
@@ -102,17 +103,21 @@ def concept_neurons(engine: Engine, name: str) -> tuple[int, list[int]]:
 
 def knob_neurons(engine: Engine, c: int) -> list[int]:
     """The neurons concept c's knob moves: its top lift neurons, else its 5 best
-    characterizing ones (a bundle without the lifts map); [] if none is live."""
-    cmap = engine.bundle.concepts
-    neurons = cmap.neurons_for(c, "lifts", concept_knob_size(engine))
-    if len(neurons) == 0:
-        neurons = cmap.neurons_for(c, "best", 5)
-    return [int(n) for n in neurons]
+    characterizing ones (a bundle without the lifts map); [] if none is live. Computed
+    once per concept (a fresh list each call: callers may keep it)."""
+    got: tuple[int, ...] | None = engine.memo.get(("knob", c))
+    if got is None:
+        cmap = engine.bundle.concepts
+        neurons = cmap.neurons_for(c, "lifts", concept_knob_size(engine))
+        if len(neurons) == 0:
+            neurons = cmap.neurons_for(c, "best", 5)
+        got = engine.memo[("knob", c)] = tuple(int(n) for n in neurons)
+    return list(got)
 
 
 def knobs_from(engine: Engine, knobs: Sequence[KnobIn]) -> tuple[list[Knob], list[KnobOut]]:
     out, shown = [], []
-    for k in knobs:
+    for k in knobs:               # a user moves several knobs: the hot path
         if k.neuron is not None:
             check_neuron(engine, k.neuron)
             neurons, label = [k.neuron], neuron_label(engine, k.neuron)
@@ -135,37 +140,44 @@ def is_warm(engine: Engine, req: RecommendIn) -> bool:
     return None in rows or engine.is_warm(items=[r for r in rows if r is not None])
 
 
-def recommend(engine: Engine, req: RecommendIn) -> dict[str, Any]:
-    """RecommendOut as plain JSON-ready data (the hot path: no per-item models)."""
+def recommend(engine: Engine, req: RecommendIn) -> bytes:
+    """RecommendOut as JSON (the hot path: no per-item models; the unsteered list, the
+    same on every knob move, serialised once per user and n)."""
     if req.user is not None:
         state = engine.user(user_index(engine, req.user))
     else:
         state = engine.profile(item_indices(engine, req.items or []))
     knobs, shown = knobs_from(engine, req.knobs)
     ranked = engine.recommend(state, knobs, req.n)
-    return {"steered": ranked_items(engine, ranked, shown),
-            "unsteered": [dict(engine.item_dicts[i]) for i in ranked.unsteered],
-            "knobs": [k.model_dump() for k in shown]}
+    unsteered = state.memo(f"unsteered_json{len(ranked.unsteered)}", lambda: _json(
+        [engine.item_dicts[i] for i in ranked.unsteered]))
+    return b"".join((b'{"steered":', _json(ranked_items(engine, ranked, shown)),
+                     b',"unsteered":', unsteered,
+                     b',"knobs":', _json([k.model_dump() for k in shown]), b"}"))
+
+
+def _json(data: Any) -> bytes:
+    return pydantic_core.to_json(data, inf_nan_mode="null")
 
 
 def ranked_items(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]
                  ) -> list[dict[str, Any]]:
     """RankedItem as dicts (templates read them as i.title, the API dumps them)."""
-    labels = [k.label for k in knobs]
     names = engine.bundle.concepts.label_name
-    out = []
-    for r, (i, score, before, why) in enumerate(zip(ranked.items.tolist(),
-                                                    ranked.scores.tolist(),
-                                                    ranked.rank_before.tolist(), ranked.why,
-                                                    strict=True)):
-        item = dict(engine.item_dicts[i])
-        item.update(score=score, rank=r, rank_before=None if before < 0 else before,
-                    why=[{"neuron": None, "knob": w.ref, "label": labels[w.ref],
-                          "contribution": w.contribution} if w.kind == "knob" else
-                         {"neuron": w.ref, "knob": None, "label": names(w.ref),
-                          "contribution": w.contribution} for w in why])
-        out.append(item)
-    return out
+    why = ranked.why
+    parts: dict[int, dict[str, Any]] = {}        # the parts some item names, once each
+    for j in np.unique(why.order[why.values > 0]).tolist():
+        p = why.parts[j]
+        parts[j] = ({"neuron": None, "knob": p.ref, "label": knobs[p.ref].label}
+                    if p.kind == "knob" else
+                    {"neuron": p.ref, "knob": None, "label": names(p.ref)})
+    return [{**engine.item_dicts[i], "score": score, "rank": r,
+             "rank_before": None if before < 0 else before,
+             "why": [{**parts[j], "contribution": v} for j, v in zip(js, vs, strict=True)
+                     if v > 0]}
+            for r, (i, score, before, js, vs) in enumerate(zip(
+                ranked.items.tolist(), ranked.scores.tolist(), ranked.rank_before.tolist(),
+                why.order.tolist(), why.values.tolist(), strict=True))]
 
 
 def user_code(engine: Engine, user_id: int) -> CodeOut:

@@ -77,10 +77,17 @@ def migrated_url(url: str) -> str:
     return url
 
 
-def start_server(bundle: Path, port: int, database_url: str, *uvicorn_args: str
-                 ) -> subprocess.Popen[bytes]:
+def start_server(bundle: Path, port: int, database_url: str, *uvicorn_args: str,
+                 workers: int = 0) -> subprocess.Popen[bytes]:
+    """uvicorn with `uvicorn_args`, or with workers > 0 the product's own
+    `knobs serve --workers N` (a socket per worker, app/workers.py)."""
     env = {**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu",
            "KNOBS_DATABASE_URL": database_url}
+    if workers:
+        return subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port),
+                                 "--workers", str(workers), "--log-level", "warning"],
+                                env=env, cwd=REPO,
+                                stdout=subprocess.DEVNULL)
     return subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app",
                              "--factory", "--host", "127.0.0.1", "--port", str(port),
                              "--log-level", "warning", *uvicorn_args], env=env, cwd=REPO)
@@ -104,14 +111,14 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, timeout: float = 120.0)
 
 @contextmanager
 def serve(bundle: Path, port: int, *uvicorn_args: str, timeout: float = 120.0,
-          database_url: str | None = None) -> Iterator[str]:
+          database_url: str | None = None, workers: int = 0) -> Iterator[str]:
     """The app on 127.0.0.1:`port` (uvicorn in its own process, on the CPU) serving
     `bundle` with `database_url` (default: a fresh SQLite database); yields its base URL
     once /readyz answers 200. Raises if the server exits or is not ready within
     `timeout` s; stops it on the way out."""
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or migrated_url(f"sqlite:///{Path(tmp) / 'knobs.db'}")
-        proc = start_server(bundle, port, url, *uvicorn_args)
+        proc = start_server(bundle, port, url, *uvicorn_args, workers=workers)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(proc, base, timeout)

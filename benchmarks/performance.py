@@ -1,7 +1,7 @@
 """Serving performance (issue 4): in-process knob-change latency against the naive full
 forward and the floor, on the demo bundle and on a synthetic ML-25M-sized model; HTTP
-latency and throughput of the JSON API with uvicorn on loopback at 1, 8 and 64
-concurrent clients. Writes reports/performance.{json,md}.
+latency and throughput of the JSON API served by `knobs serve --workers 2` (uvicorn
+processes) on loopback at 1, 8 and 64 concurrent clients. Writes reports/performance.{json,md}.
 
     .venv/bin/python -m benchmarks.performance [--bundle bundles/ml-latest-small]
 
@@ -24,7 +24,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -124,7 +126,7 @@ Request = tuple[str, dict[str, str], str]
 
 
 async def _http_load(base: str, requests: list[Request], clients: int,
-                     seconds: float) -> dict[str, float]:
+                     seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
@@ -175,7 +177,7 @@ def _lua(request: Request) -> str:
 
 
 def _wrk(base: str, requests: list[Request], clients: int, seconds: float
-         ) -> dict[str, float]:
+         ) -> dict[str, Any]:
     """The load from wrk (Debian's package), a C client that leaves the cores to the
     server: p50 / p99 latency and requests/s."""
     lua = WRK_SCRIPT % ", ".join(_lua(r) for r in requests)
@@ -195,9 +197,51 @@ def _wrk(base: str, requests: list[Request], clients: int, seconds: float
 
 
 def _levels(base: str, requests: list[Request], seconds: float) -> dict[str, Any]:
-    return {f"c{c}": (_wrk(base, requests, c, seconds) if shutil.which("wrk")
-                      else asyncio.run(_http_load(base, requests, c, seconds)))
-            for c in (1, 8, 64)}
+    out: dict[str, Any] = {}
+    for c in (1, 8, 64):
+        spread: list[int] = []
+
+        def sample(into: list[int] = spread) -> None:
+            time.sleep(seconds / 2)
+            into.extend(_connections(base))
+
+        probe = threading.Thread(target=sample)
+        probe.start()
+        out[f"c{c}"] = (_wrk(base, requests, c, seconds) if shutil.which("wrk")
+                        else asyncio.run(_http_load(base, requests, c, seconds)))
+        probe.join()
+        out[f"c{c}"]["connections_per_worker"] = spread
+    return out
+
+
+def _sockets(base: str, state: str) -> list[str]:
+    """`ss` lines of the server's TCP sockets on its port in `state`."""
+    ss = shutil.which("ss")
+    if not ss:
+        return []
+    port = base.rsplit(":", 1)[1]
+    return subprocess.run([ss, "-tnpH", "state", state, "sport", f"= :{port}"],
+                          capture_output=True, text=True).stdout.splitlines()
+
+
+def _connections(base: str) -> list[int]:
+    """Established connections held by each server process, most first (from `ss`)."""
+    pids = [m for line in _sockets(base, "established")
+            for m in re.findall(r"pid=(\d+)", line)[:1]]
+    return sorted(Counter(pids).values(), reverse=True)
+
+
+def _wait_listening(base: str, workers: int, timeout: float = 120.0) -> None:
+    """Until `workers` processes listen on the port (each worker binds its own socket
+    once its model is loaded); without `ss`, a fixed wait."""
+    if not shutil.which("ss"):
+        time.sleep(15)
+        return
+    deadline = time.time() + timeout
+    while len(_sockets(base, "listening")) < workers:
+        if time.time() > deadline:
+            raise RuntimeError(f"fewer than {workers} workers listen after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def _html_requests(base: str, users: list[int], rng: np.random.Generator) -> list[Request]:
@@ -224,9 +268,10 @@ def _html_requests(base: str, users: list[int], rng: np.random.Generator) -> lis
 
 
 def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]:
-    """uvicorn (`workers` processes) on loopback: knob changes for warm users through the
+    """`knobs serve --workers N` on loopback: knob changes for warm users through the
     JSON API, then as the steer page's htmx slider posts (a session write each)."""
-    with serve(bundle, 8799, "--workers", str(workers)) as base:
+    with serve(bundle, 8799, workers=workers) as base:
+        _wait_listening(base, workers)
         users = [u["id"] for u in httpx.get(f"{base}/api/v1/users",
                                             params={"limit": 50}).json()]
         rng = np.random.default_rng(1)
@@ -236,10 +281,12 @@ def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]
         json_requests = [("/api/v1/recommendations", {"Content-Type": "application/json"},
                           json.dumps(b)) for b in bodies]
         html_requests = _html_requests(base, users, rng)
-        for _ in range(2 * workers):        # warm every worker: user states and rows
-            with httpx.Client(base_url=base) as warm:
-                for path, headers, body in json_requests + html_requests:
-                    warm.post(path, content=body, headers=headers).raise_for_status()
+        # warm every worker (user states and rows): a new connection per request, which
+        # the kernel hands to either worker
+        for _ in range(2 * workers):
+            for path, headers, body in json_requests + html_requests:
+                httpx.post(f"{base}{path}", content=body,
+                           headers={**headers, "Connection": "close"}).raise_for_status()
         return {"json": _levels(base, json_requests, seconds),
                 "html": _levels(base, html_requests, seconds)}
 
@@ -250,7 +297,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP level")
     parser.add_argument("--workers", type=int, default=2,
-                        help="uvicorn worker processes (one per core here)")
+                        help="server worker processes (one per core here)")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "performance")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -279,21 +326,24 @@ def main() -> None:
                      f"{k['naive_p50'] / k['p50']:.0f} | {k['floor_p50']:.3f} | "
                      f"{k['p50'] / k['floor_p50']:.1f} |")
     client = "wrk" if shutil.which("wrk") else "httpx (asyncio)"
-    lines += ["", f"JSON API, uvicorn on loopback ({args.workers} worker processes, uvloop + "
-              f"httptools), knob changes for 50 warm users; load from {client} on the same "
-              "2 cores:", "",
-              "| clients | p50 ms | p99 ms | requests/s | errors |", "|---|---|---|---|---|"]
+    lines += ["", f"JSON API, `knobs serve --workers {args.workers}` on loopback (uvicorn "
+              "processes with a socket each, uvloop + httptools), knob changes for 50 warm "
+              f"users; load from {client} on the same 2 cores; connections per worker "
+              "sampled mid-run:", "",
+              "| clients | p50 ms | p99 ms | requests/s | errors | connections per worker |",
+              "|---|---|---|---|---|---|"]
     for c, h in measured["json"].items():
         lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['rps']:.0f} | "
-                     f"{h['errors']} |")
+                     f"{h['errors']} | {' / '.join(map(str, h['connections_per_worker']))} |")
     lines += ["", "The HTML fragment path beside it: the steer page's htmx slider post "
               "(`POST /sessions/{id}/knobs`, the session's full knob state as a form), which "
               "saves the knobs, commits a knob_move event to SQLite and answers the #recs "
               "fragment:", "",
-              "| clients | p50 ms | p99 ms | requests/s | errors |", "|---|---|---|---|---|"]
+              "| clients | p50 ms | p99 ms | requests/s | errors | connections per worker |",
+              "|---|---|---|---|---|---|"]
     for c, h in measured["html"].items():
         lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['rps']:.0f} | "
-                     f"{h['errors']} |")
+                     f"{h['errors']} | {' / '.join(map(str, h['connections_per_worker']))} |")
     lines += ["", "`.venv/bin/python -m benchmarks.performance`"]
     write_reports(args.out, report, lines)
 

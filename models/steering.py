@@ -213,6 +213,18 @@ def steer_values(mass: float, knobs: Sequence[Knob], values: dict[int, float]
     return keep, new
 
 
+def own_scale(mass: float, knobs: Sequence[Knob], values: dict[int, float]
+              ) -> tuple[float, dict[int, float]]:
+    """How `steer`'s rule scales the code's own values: neuron n keeps
+    keep * factor.get(n, 1) * z_n of its value, to which "more of" knobs add their push
+    (mass * a_j / norm / |N_j| on each of their neurons). -> (keep, factor): factor holds
+    the turned-down neurons. The same rule as `steer_values`, without building the knob
+    neurons' values (what a "why" needs)."""
+    factor, keep_less = _less_of(mass, knobs, values)
+    total = sum(k.strength for k in knobs if k.strength > 0)
+    return keep_less * (1.0 - total / max(total, 1.0)), factor
+
+
 def knob_row(rows: torch.Tensor) -> torch.Tensor:
     """A knob's direction in item-score space: the mean of its neurons' rows R[N]
     ([|N|, items] -> [items]); a "more of" knob adds mass * strength of it (§6-§7)."""

@@ -246,31 +246,91 @@ def spawned_workers(pid: int) -> set[int]:
     return out
 
 
+def _serve(bundle_dir: Path, url: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    knobs = Path(sys.executable).with_name("knobs")
+    return subprocess.Popen([str(knobs), "serve", "--bundle", str(bundle_dir), "--device",
+                             "cpu", "--port", str(port), *extra],
+                            env={**os.environ, "KNOBS_DATABASE_URL": url},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for_workers(proc: subprocess.Popen[bytes], port: int, n: int,
+                      timeout: float = 60) -> set[int]:
+    """Until `n` spawned workers exist and the port answers; their pids."""
+    deadline, pids = time.time() + timeout, set()
+    while len(pids) < n and time.time() < deadline:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+                for _ in range(20):      # new connections land on either worker
+                    r = c.get("/api/v1/users", params={"limit": 1},
+                              headers={"Connection": "close"})
+                    assert r.status_code == 200
+        except httpx.HTTPError:
+            time.sleep(0.3)
+            continue
+        pids = spawned_workers(proc.pid)
+    return pids
+
+
 def test_serve_with_two_workers(bundle_dir: Path, tmp_path: Path) -> None:
-    """Two processes behind one port, each with its own model, one database."""
+    """Two processes behind one port, each with its own model and socket, one database;
+    a second server on the same port is refused, not quietly let in beside it."""
     from tests.app.conftest import free_port, migrated
 
     url = migrated(f"sqlite:///{tmp_path / 'knobs.db'}")
     port = free_port()
-    knobs = Path(sys.executable).with_name("knobs")
-    proc = subprocess.Popen([str(knobs), "serve", "--bundle", str(bundle_dir), "--device",
-                             "cpu", "--port", str(port), "--workers", "2"],
-                            env={**os.environ, "KNOBS_DATABASE_URL": url},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = _serve(bundle_dir, url, port, "--workers", "2")
     try:
-        deadline, pids = time.time() + 60, set()
-        while len(pids) < 2 and time.time() < deadline:
-            try:
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
-                    for _ in range(20):      # new connections land on either worker
-                        r = c.get("/api/v1/users", params={"limit": 1},
-                                  headers={"Connection": "close"})
-                        assert r.status_code == 200
-            except httpx.HTTPError:
-                time.sleep(0.3)
-                continue
-            pids = spawned_workers(proc.pid)
-        assert len(pids) >= 2, "uvicorn did not start two workers"
+        assert len(_wait_for_workers(proc, port, 2)) >= 2, "did not start two workers"
+        second = _serve(bundle_dir, url, port, "--workers", "2")
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in out.decode()
     finally:
         proc.terminate()
         proc.wait(30)
+    assert proc.returncode == 0 and not spawned_workers(proc.pid)
+
+
+def test_a_worker_that_dies_is_replaced(bundle_dir: Path, tmp_path: Path) -> None:
+    from tests.app.conftest import free_port, migrated
+
+    url = migrated(f"sqlite:///{tmp_path / 'knobs.db'}")
+    port = free_port()
+    script = ("import app.workers as w; w.STARTUP_S = 0.5; "
+              f"w.run_workers('127.0.0.1', {port}, 2, 'warning')")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env={
+        **os.environ, "KNOBS_DATABASE_URL": url, "KNOBS_BUNDLE": str(bundle_dir),
+        "KNOBS_DEVICE": "cpu"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        first = _wait_for_workers(proc, port, 2)
+        assert len(first) == 2
+        os.kill(min(first), 9)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            now = spawned_workers(proc.pid)
+            if len(now) == 2 and min(first) not in now:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and min(first) not in now, "the dead worker was not replaced"
+        assert len(_wait_for_workers(proc, port, 2)) == 2       # and the port still serves
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_a_worker_that_fails_to_start_stops_the_server(bundle_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """The parent checks the bundle; a worker can still fail (here: the database is gone
+    by then): the server stops with one line saying so instead of restarting forever."""
+    from tests.app.conftest import free_port
+
+    port = free_port()
+    script = ("import app.workers as w; "
+              f"w.run_workers('127.0.0.1', {port}, 2, 'warning')")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={
+        **os.environ, "KNOBS_DATABASE_URL": f"sqlite:///{tmp_path / 'missing' / 'k.db'}",
+        "KNOBS_BUNDLE": str(bundle_dir), "KNOBS_DEVICE": "cpu"},
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "WorkerError" in proc.stderr and "while starting" in proc.stderr

@@ -20,6 +20,7 @@ from models.steering import (
     UserScores,
     knob_row,
     latent_rows,
+    own_scale,
     score_basis,
     steer,
     steer_toward,
@@ -93,6 +94,27 @@ def test_less_and_more_together_stay_a_valid_code() -> None:
         assert set(torch.nonzero(out.code).ravel().tolist()) <= nnz_allowed
         if float(out.code.sum()) > 0:
             assert float(out.code.sum()) == pytest.approx(float(z.sum()), rel=1e-5)
+
+
+def test_own_scale_is_what_the_rule_leaves_of_each_own_value() -> None:
+    """Every neuron of the steered code is keep * factor * z_n (its own, scaled) plus the
+    push of the "more of" knobs on it: own_scale's part, checked against `steer`."""
+    g = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        z = torch.rand(16, generator=g) * (torch.rand(16, generator=g) > 0.5)
+        knobs = [Knob(tuple(int(n) for n in torch.randperm(16, generator=g)[:3]), float(a))
+                 for a in torch.rand(3, generator=g) * 1.2 - 0.6]
+        mass = float(z.sum())
+        values = {int(n): float(z[n]) for n in torch.nonzero(z).ravel()}
+        keep, factor = own_scale(mass, knobs, values)
+        norm = max(sum(k.strength for k in knobs if k.strength > 0), 1.0)
+        push = torch.zeros(16)
+        for k in knobs:
+            if k.strength > 0:
+                for n in k.neurons:
+                    push[n] += mass * k.strength / norm / len(k.neurons)
+        own = torch.tensor([keep * factor.get(n, 1.0) * float(z[n]) for n in range(16)])
+        assert torch.allclose(steer(z, knobs).code, own + push, atol=1e-5)
 
 
 def test_steer_batches_and_rejects_bad_knobs() -> None:
