@@ -220,8 +220,8 @@ class Engine:
         self.n_items = self.elsa.n_items
         self.basis = score_basis(self.elsa, self.sae)
         self.host_why = device.type == "cpu"
-        """Compute the "why" in numpy on views of the weights (on the CPU: a third of the
-        cost of the same small torch ops); else in torch on the device."""
+        """Gather the "why"'s rows in numpy from views of the weights (on the CPU: cheaper
+        than the same small torch ops); else all in torch on the device."""
         if self.host_why:
             self._w_dec = self.sae.W_dec.detach().numpy()
             self._a = self.elsa.A.detach().numpy()
@@ -338,7 +338,8 @@ class Engine:
         items = top.cpu().numpy()
         unsteered = before.cpu().numpy()
         same = items[:, None] == unsteered[None, :]               # [n, n]
-        rank_before = np.where(same.any(axis=1), same.argmax(axis=1), -1)
+        rank_before = (np.where(same.any(axis=1), same.argmax(axis=1), -1) if n
+                       else np.zeros(0, dtype=np.int64))
         return Ranked(items, scores.index_select(0, top).cpu().numpy(), rank_before,
                       unsteered, self._why(state, knobs, knob_rows, items))
 
@@ -368,8 +369,11 @@ class Engine:
             return Why(parts, empty.astype(np.int64), empty)
         # the user's rows at these items, R[ids][:, items] = W_dec[ids] A[items]^T
         # ([k, n]: no rows kept per user), then the knobs' rows there
-        if self.host_why:
-            blocks = [self._w_dec[own.ids_np] @ self._a[items].T] if len(own.ids_np) else []
+        if self.host_why:            # numpy gathers; torch's product (its thread count:
+            # numpy's BLAS would start threads of its own beside the other workers)
+            blocks = [torch.mm(torch.from_numpy(self._w_dec[own.ids_np]),
+                               torch.from_numpy(self._a[items]).T).numpy()
+                      ] if len(own.ids_np) else []
             blocks += [row.numpy()[items][None] for _, row in pushed]
             picked = np.concatenate(blocks)
         else:

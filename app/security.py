@@ -135,8 +135,9 @@ def is_admin(request: Request) -> bool:
     return same(cookie, expected)
 
 
-async def require_admin(request: Request) -> None:
-    """403 naming why: admin disabled (no KNOBS_ADMIN_TOKEN) or not signed in."""
+def require_admin(request: Request) -> None:
+    """403 naming why: admin disabled (no KNOBS_ADMIN_TOKEN) or not signed in. A plain
+    `def`: checking the sign-in cookie reads the database, on a worker thread."""
     if not request.app.state.settings.admin_token:
         raise HTTPException(403, "admin is disabled: the server has no KNOBS_ADMIN_TOKEN")
     if not is_admin(request):

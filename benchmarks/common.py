@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import torch
 
-from models.config import TrainConfig, defaults_for
+from models.config import SAEConfig, TrainConfig, defaults_for
 from models.data.datasets import load_dataset
-from models.data.interactions import Interactions
-from models.train import resolve_device
+from models.data.interactions import Interactions, Split, kfold_splits
+from models.elsa import ELSA
+from models.evaluate import SAEStats, sae_stats
+from models.recommender import Recommender
+from models.sae import SparseAutoencoder
+from models.train import evaluate_heldout, resolve_device, train_elsa_for, train_sae
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,6 +56,53 @@ def fold_benchmark(description: str | None, out: str) -> FoldBenchmark:
     data = load_dataset(args.dataset, hetrec_metadata=False).interactions
     return FoldBenchmark(args, resolve_device(args.device), data,
                          defaults_for(data.n_users))
+
+
+@dataclass
+class ElsaFold:
+    """One fold of a benchmark: its split, the generator seeded for it, the ELSA trained
+    on it with the shipped defaults, and that ELSA's per-user test recall / nDCG@20."""
+
+    index: int
+    split: Split
+    generator: torch.Generator
+    elsa: ELSA
+    recall: np.ndarray
+    ndcg: np.ndarray
+
+
+def elsa_folds(data: Interactions, cfg: TrainConfig, folds: int, device: torch.device
+               ) -> Iterator[ElsaFold]:
+    """K folds over users (seeded by cfg.seed), each with its ELSA (seed cfg.seed + fold),
+    as the benchmarks that compare things on one ELSA per fold need them."""
+    for f, split in enumerate(kfold_splits(data, folds, cfg.seed)):
+        gen = torch.Generator().manual_seed(cfg.seed + f)
+        elsa, _ = train_elsa_for(split.train, split.val, cfg, device, gen, progress=False)
+        r, n = evaluate_heldout(elsa, split.test, device)
+        yield ElsaFold(f, split, gen, elsa, r, n)
+
+
+@dataclass
+class SAERun:
+    """An SAE trained on a fold's ELSA: it, its per-user test recall / nDCG@20 nested in
+    the ELSA, its reconstruction statistics and training seconds."""
+
+    sae: SparseAutoencoder
+    recall: np.ndarray
+    ndcg: np.ndarray
+    stats: SAEStats
+    seconds: float
+
+
+def sae_on_fold(fold: ElsaFold, cfg: SAEConfig, seed: int, device: torch.device) -> SAERun:
+    """Train an SAE with `cfg` (generator seeded with `seed`) on the fold's ELSA and
+    measure it on the fold's test users."""
+    started = time.perf_counter()
+    sae, _ = train_sae(fold.elsa, fold.split.train, fold.split.val, cfg, device,
+                       torch.Generator().manual_seed(seed), progress=False)
+    seconds = time.perf_counter() - started
+    r, n = evaluate_heldout(Recommender(fold.elsa, sae), fold.split.test, device)
+    return SAERun(sae, r, n, sae_stats(fold.elsa, sae, fold.split, device), seconds)
 
 
 def fmt_paired(diff_ci: list[float]) -> str:

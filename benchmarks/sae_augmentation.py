@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from typing import Any
 
 import numpy as np
-import torch
 
-from benchmarks.common import fmt_paired, fold_benchmark, write_reports
+from benchmarks.common import elsa_folds, fmt_paired, fold_benchmark, sae_on_fold, write_reports
 from models.config import SAEConfig
-from models.data.interactions import kfold_splits
-from models.evaluate import machine_info, sae_stats
+from models.evaluate import machine_info
 from models.metrics import paired_bootstrap
-from models.recommender import Recommender
-from models.train import evaluate_heldout, train_elsa_for, train_sae
 
 
 def variants(base: SAEConfig) -> dict[str, SAEConfig]:
@@ -51,23 +46,18 @@ def main() -> None:
     recall: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *names]}
     stats: dict[str, list[Any]] = {n: [] for n in names}
     seconds: dict[str, float] = dict.fromkeys(names, 0.0)
-    for f, split in enumerate(kfold_splits(data, args.folds, cfg.seed)):
-        gen = torch.Generator().manual_seed(cfg.seed + f)
-        elsa, _ = train_elsa_for(split.train, split.val, cfg, device, gen, progress=False)
-        r, n = evaluate_heldout(elsa, split.test, device)
-        recall["elsa"].append(r)
-        ndcg["elsa"].append(n)
+    for fold in elsa_folds(data, cfg, args.folds, device):
+        f = fold.index
+        recall["elsa"].append(fold.recall)
+        ndcg["elsa"].append(fold.ndcg)
         for name, sae_cfg in variants(cfg.sae).items():
-            started = time.perf_counter()
-            sae, _ = train_sae(elsa, split.train, split.val, sae_cfg, device,
-                               torch.Generator().manual_seed(cfg.seed + f), progress=False)
-            seconds[name] += time.perf_counter() - started
-            r, n = evaluate_heldout(Recommender(elsa, sae), split.test, device)
-            recall[name].append(r)
-            ndcg[name].append(n)
-            stats[name].append(sae_stats(elsa, sae, split, device))
-            logging.info("fold %d %s: nDCG@20 %.4f (ELSA %.4f)", f + 1, name, np.nanmean(n),
-                         np.nanmean(ndcg["elsa"][-1]))
+            run = sae_on_fold(fold, sae_cfg, cfg.seed + f, device)
+            seconds[name] += run.seconds
+            recall[name].append(run.recall)
+            ndcg[name].append(run.ndcg)
+            stats[name].append(run.stats)
+            logging.info("fold %d %s: nDCG@20 %.4f (ELSA %.4f)", f + 1, name,
+                         np.nanmean(run.ndcg), np.nanmean(ndcg["elsa"][-1]))
     rng = np.random.default_rng(0)
     base = np.concatenate(ndcg["elsa"])
     rows: dict[str, Any] = {}

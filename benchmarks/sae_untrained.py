@@ -23,10 +23,8 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
 
-from benchmarks.common import fmt_paired, fold_benchmark, write_reports
-from models.data.interactions import kfold_splits
+from benchmarks.common import elsa_folds, fmt_paired, fold_benchmark, write_reports
 from models.evaluate import machine_info, sae_stats
 from models.metrics import paired_bootstrap
 from models.recommender import Recommender
@@ -35,7 +33,6 @@ from models.train import (
     evaluate_heldout,
     make_sae,
     sae_training_vectors,
-    train_elsa_for,
     train_sae,
 )
 
@@ -59,12 +56,10 @@ def main() -> None:
     ndcg: dict[str, list[np.ndarray]] = {"elsa": []}
     recall: dict[str, list[np.ndarray]] = {"elsa": []}
     stats: dict[str, list[Any]] = {}
-    for f, split in enumerate(kfold_splits(data, args.folds, cfg.seed)):
-        gen = torch.Generator().manual_seed(cfg.seed + f)
-        elsa, _ = train_elsa_for(split.train, split.val, cfg, device, gen, progress=False)
-        r, n = evaluate_heldout(elsa, split.test, device)
-        recall["elsa"].append(r)
-        ndcg["elsa"].append(n)
+    for fold in elsa_folds(data, cfg, args.folds, device):
+        f, split, elsa, gen = fold.index, fold.split, fold.elsa, fold.generator
+        recall["elsa"].append(fold.recall)
+        ndcg["elsa"].append(fold.ndcg)
         trained, _ = train_sae(elsa, split.train, split.val, cfg.sae, device, gen,
                                progress=False)
         vectors = sae_training_vectors(elsa, split.train, cfg.sae, device, gen)

@@ -247,7 +247,7 @@ def best_point(curve: list[dict[str, float]]) -> dict[str, float] | None:
             "personal_kept": p["personal"] / base["personal"]}
 
 
-def _curves(results: list[FoldCurves], methods: tuple[str, ...], alphas: tuple[float, ...]
+def mean_curves(results: list[FoldCurves], methods: tuple[str, ...], alphas: tuple[float, ...]
             ) -> dict[str, list[dict[str, float]]]:
     """Per method, the mean (and SE) over all steered users of each alpha's nDCG@20s."""
     curves: dict[str, list[dict[str, float]]] = {}
@@ -265,9 +265,9 @@ def _curves(results: list[FoldCurves], methods: tuple[str, ...], alphas: tuple[f
 def summarize(results: list[FoldCurves], data: Interactions, cfg: TrainConfig, folds: int,
               dataset: str, alphas: tuple[float, ...], device: torch.device,
               seconds: float) -> dict[str, Any]:
-    curves = _curves(results, tuple(METHODS), alphas)
+    curves = mean_curves(results, tuple(METHODS), alphas)
     control = [r.untrained for r in results if r.untrained is not None]
-    curves_untrained = _curves(control, CONTROL_METHODS, alphas) if control else {}
+    curves_untrained = mean_curves(control, CONTROL_METHODS, alphas) if control else {}
     best = {m: best_point(curves[m]) for m in METHODS}
     sae_best = [(m, b) for m, b in best.items() if m in SAE_METHODS and b is not None]
     winner = max(sae_best, key=lambda mb: mb[1]["segment_ratio"]) if sae_best else None

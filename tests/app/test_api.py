@@ -236,3 +236,43 @@ def test_n_beyond_the_items_left_is_capped_and_scores_stay_finite(client: TestCl
         ids = [i["id"] for i in body["steered"]]
         assert len(set(ids)) == len(ids) == 20 and not set(ids) & set(liked)
         assert len(body["unsteered"]) == 20
+
+
+def test_a_profile_of_the_whole_catalog_gets_empty_lists(client: TestClient) -> None:
+    """Nothing left to recommend: two empty lists, not an error."""
+    n_items = client.get("/readyz").json()["items"]
+    everything = list(range(1, n_items + 1))
+    for knobs in ([], [{"neuron": 0, "alpha": 0.4}]):
+        r = client.post("/api/v1/recommendations", json={"items": everything, "knobs": knobs})
+        assert r.status_code == 200, r.text
+        assert r.json()["steered"] == [] and r.json()["unsteered"] == []
+
+
+@pytest.mark.parametrize(("headers", "content", "status", "says"), [
+    ({}, b'{"user": 1}', 422, "Content-Type missing"),
+    ({"Content-Type": "text/plain"}, b'{"user": 1}', 422, "Content-Type 'text/plain'"),
+    ({"Content-Type": "application/json"}, b'{"user": 1', 422, "Invalid JSON"),
+    ({"Content-Type": "application/json"}, b'{"user": 1, "n": "\xff"}', 400, "not UTF-8"),
+    ({"Content-Type": "application/json"}, b"", 422, "Invalid JSON"),
+])
+def test_a_body_that_is_not_json_is_refused(client: TestClient, headers: dict,
+                                            content: bytes, status: int, says: str) -> None:
+    r = client.post("/api/v1/recommendations", content=content, headers=headers)
+    assert r.status_code == status, r.text
+    assert says in r.text
+    ok = client.post("/api/v1/recommendations", content=b'{"user": 1}',
+                     headers={"Content-Type": "application/vnd.api+json; charset=utf-8"})
+    assert ok.status_code == 200
+
+
+def test_the_docs_describe_the_recommendations_body(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/api/v1/recommendations"]["post"]["requestBody"]
+    assert body["required"] is True
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RecommendIn"}
+    parts = schema["components"]["schemas"]
+    assert set(parts["RecommendIn"]["properties"]) == {"user", "items", "knobs", "n"}
+    assert parts["RecommendIn"]["properties"]["knobs"]["items"] == {
+        "$ref": "#/components/schemas/KnobIn"}
+    assert set(parts["KnobIn"]["properties"]) == {"neuron", "concept", "alpha", "direction"}

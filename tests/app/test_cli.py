@@ -281,11 +281,14 @@ def test_serve_with_two_workers(bundle_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     proc = _serve(bundle_dir, url, port, "--workers", "2")
     try:
-        assert len(_wait_for_workers(proc, port, 2)) >= 2, "did not start two workers"
-        second = _serve(bundle_dir, url, port, "--workers", "2")
+        deadline = time.time() + 60      # the workers exist, maybe still loading...
+        while not spawned_workers(proc.pid) and time.time() < deadline:
+            time.sleep(0.05)
+        second = _serve(bundle_dir, url, port, "--workers", "2")    # ...: refused anyway
         out, _ = second.communicate(timeout=60)
         assert second.returncode == 2
         assert f"cannot listen on 127.0.0.1:{port}" in out.decode()
+        assert len(_wait_for_workers(proc, port, 2)) >= 2, "did not start two workers"
     finally:
         proc.terminate()
         proc.wait(30)
@@ -297,8 +300,7 @@ def test_a_worker_that_dies_is_replaced(bundle_dir: Path, tmp_path: Path) -> Non
 
     url = migrated(f"sqlite:///{tmp_path / 'knobs.db'}")
     port = free_port()
-    script = ("import app.workers as w; w.STARTUP_S = 0.5; "
-              f"w.run_workers('127.0.0.1', {port}, 2, 'warning')")
+    script = f"import app.workers as w; w.run_workers('127.0.0.1', {port}, 2, 'warning')"
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env={
         **os.environ, "KNOBS_DATABASE_URL": url, "KNOBS_BUNDLE": str(bundle_dir),
         "KNOBS_DEVICE": "cpu"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -314,6 +316,13 @@ def test_a_worker_that_dies_is_replaced(bundle_dir: Path, tmp_path: Path) -> Non
             time.sleep(0.2)
         assert len(now) == 2 and min(first) not in now, "the dead worker was not replaced"
         assert len(_wait_for_workers(proc, port, 2)) == 2       # and the port still serves
+        os.kill(proc.pid, 9)             # the parent killed outright: no worker outlives it
+        deadline = time.time() + 30
+        while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in now):
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{p}/cmdline").exists()
+                       and b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()
+                       for p in now), "workers outlived their parent"
     finally:
         proc.terminate()
         proc.wait(30)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine import Engine, Part
+from app.engine import Engine, Part, UserState
 from models.bundle import load_bundle
 from models.steering import Knob, knob_row, latent_rows, steer
 
@@ -20,12 +20,12 @@ def engine(bundle_dir: Path) -> Engine:
     return Engine(load_bundle(bundle_dir, torch.device("cpu")), torch.device("cpu"))
 
 
-def brute_force_why(engine: Engine, user: int, knobs: list[Knob], items: np.ndarray
+def brute_force_why(engine: Engine, state: UserState, knobs: list[Knob], items: np.ndarray
                     ) -> list[list[tuple[Part, float]]]:
     """Every part of each item's steered score, from the full steered code: own neuron n
     contributes std * (z'_n - push_n) * R[n, i], a "more of" knob std * mass * a / norm *
     its mean row at i; the three largest positive ones per item."""
-    s = engine.user(user).scores
+    s = state.scores
     steered = steer(s.code, knobs).code
     norm = max(sum(k.strength for k in knobs if k.strength > 0), 1.0)
     push = torch.zeros_like(steered)
@@ -53,18 +53,28 @@ def test_why_names_the_largest_parts_of_each_steered_score(engine: Engine, host:
                                                            ) -> None:
     monkeypatch.setattr(engine, "host_why", host)
     checked = 0
-    for user in range(6):
-        state = engine.user(user)
+    states = [engine.user(u) for u in range(6)] + [engine.profile([3, 5, 8, 13])]
+    for state in states:
         own = sorted(state.scores.active)
         other = next(n for n in range(engine.sae.h) if n not in state.scores.active)
         for knobs in ([], [Knob((other,), 0.4)], [Knob((own[0],), -0.6)],
                       [Knob((other, own[-1]), 0.3), Knob((own[0],), -0.5),
-                       Knob((own[1],), 0.2)]):
+                       Knob((own[1],), 0.2)],
+                      [Knob((other,), 0.0), Knob((own[0],), 0.0)],
+                      [Knob(tuple(own), -1.0)]):
             ranked = engine.recommend(state, knobs, 10)
-            expected = brute_force_why(engine, user, knobs, ranked.items)
+            expected = brute_force_why(engine, state, knobs, ranked.items)
             for row, want in enumerate(expected):
                 got = ranked.why.reasons(row)
                 assert [p for p, _ in got] == [p for p, _ in want]
                 assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4)
                 checked += len(got)
     assert checked > 100
+
+
+def test_nothing_left_to_rank_has_no_why(engine: Engine) -> None:
+    everything = engine.profile(list(range(engine.n_items)))
+    for knobs in ([], [Knob((0,), 0.5)]):
+        ranked = engine.recommend(everything, knobs, 20)
+        assert len(ranked.items) == len(ranked.unsteered) == len(ranked.rank_before) == 0
+        assert ranked.why.order.shape[0] == 0

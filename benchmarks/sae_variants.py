@@ -1,0 +1,164 @@
+"""SAE shape against the three things it trades: what ranking loses through it (issue 2),
+how well its neurons can be labelled, and how well concept knobs steer (issue 3).
+
+In each of K folds one ELSA is trained (taught by EASE, the shipped defaults); SAE variants
+that differ in width h and active latents k (the refit's candidates stay 2k) are trained
+on it with the same seed and compared on the same test users: nDCG@20 and Recall@20 kept
+(paired per-user difference to ELSA), reconstruction cosine, dead latents, label coverage
+and median precision (models.concepts), and Knobs' concept knobs (top-10 by lift) on the
+steering protocol (models.steer_eval: best segment gain keeping >= 90% personal).
+Writes reports/sae_variants.{json,md}.
+
+    .venv/bin/python -m benchmarks.sae_variants [--dataset ml-latest-small] [--folds 5]
+      [--variants k48,h2048] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import REPO, elsa_folds, fmt_paired, sae_on_fold, write_reports
+from models.concepts import build_vocabulary
+from models.config import SAEConfig, defaults_for
+from models.data.datasets import load_dataset
+from models.evaluate import machine_info
+from models.metrics import paired_bootstrap
+from models.steer_eval import ALPHAS, best_point, label_concepts, mean_curves, steering_curves
+from models.train import resolve_device
+
+SHAPES: dict[str, dict[str, int]] = {
+    "k32": {"k": 32},
+    "k48": {"k": 48},
+    "k64": {"k": 64},
+    "h2048": {"h": 2048},
+    "h2048-k48": {"h": 2048, "k": 48},
+    "h8192": {"h": 8192},
+}
+"""Changes to the shipped defaults' SAE (the rest of its config stays)."""
+STEER = ("lifts10",)
+
+
+def variant(base: SAEConfig, name: str) -> SAEConfig:
+    shape = SHAPES[name]
+    k = shape.get("k", base.k)
+    return dataclasses.replace(base, h=shape.get("h", base.h), k=k,
+                               refine_candidates=2 * k if base.refine_candidates else 0)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="ml-latest-small")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--variants", default="k32,k48,h2048-k48")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ranking-only", action="store_true",
+                        help="skip labels and steering (the ranking columns only)")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "sae_variants")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in SHAPES]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {list(SHAPES)}")
+    device = resolve_device(args.device)
+    ds = load_dataset(args.dataset)
+    data = ds.interactions
+    cfg = defaults_for(data.n_users, args.seed)
+    ndcg: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *names]}
+    recall: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *names]}
+    stats: dict[str, list[Any]] = {n: [] for n in names}
+    labels: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    steer: dict[str, list[Any]] = {n: [] for n in names}
+    seconds = dict.fromkeys(names, 0.0)
+    started = time.perf_counter()
+    for fold in elsa_folds(data, cfg, args.folds, device):
+        f, split, elsa = fold.index, fold.split, fold.elsa
+        recall["elsa"].append(fold.recall)
+        ndcg["elsa"].append(fold.ndcg)
+        held_out = np.concatenate([split.val.users, split.test.users])
+        vocab = build_vocabulary(ds.catalog, ds.tag_events,
+                                 exclude_users=data.users.ids[held_out])
+        for name in names:
+            run = sae_on_fold(fold, variant(cfg.sae, name), cfg.seed + f, device)
+            sae, n = run.sae, run.ndcg
+            seconds[name] += run.seconds
+            recall[name].append(run.recall)
+            ndcg[name].append(run.ndcg)
+            stats[name].append(run.stats)
+            if not args.ranking_only:
+                cmap = label_concepts(elsa, sae, vocab, device)
+                labels[name].append(cmap.summary())
+                steer[name].append(steering_curves(
+                    elsa, sae, cmap, vocab, split.test, device,
+                    np.random.default_rng([cfg.seed, f, 6]), methods=STEER))
+            logging.info("fold %d %s: nDCG@20 %.4f (ELSA %.4f)", f + 1, name,
+                         np.nanmean(n), np.nanmean(ndcg["elsa"][-1]))
+    rng = np.random.default_rng(0)
+    base_n, base_r = np.concatenate(ndcg["elsa"]), np.concatenate(recall["elsa"])
+    rows: dict[str, Any] = {}
+    for name in names:
+        nd, rc = np.concatenate(ndcg[name]), np.concatenate(recall[name])
+        curve = (mean_curves(steer[name], STEER, ALPHAS) if steer[name]
+                 else {m: [] for m in STEER})
+        rows[name] = {
+            "config": dataclasses.asdict(variant(cfg.sae, name)),
+            "ndcg@20": float(np.nanmean(nd)), "recall@20": float(np.nanmean(rc)),
+            "ndcg_kept": float(np.nanmean(nd) / np.nanmean(base_n)),
+            "recall_kept": float(np.nanmean(rc) / np.nanmean(base_r)),
+            "paired_ndcg": list(paired_bootstrap(nd, base_n, rng)),
+            "cosine": float(np.mean([s.cosine for s in stats[name]])),
+            "l0": float(np.mean([s.l0 for s in stats[name]])),
+            "dead_fraction": float(np.mean([s.dead_fraction for s in stats[name]])),
+            "label_coverage": _mean([x["coverage"] for x in labels[name]]),
+            "label_median_precision": _mean([x["median_precision"] for x in labels[name]]),
+            "steering_lifts10": best_point(curve["lifts10"]) if curve["lifts10"] else None,
+            "curve_lifts10": curve["lifts10"],
+            "seconds_per_fold": seconds[name] / args.folds,
+        }
+    report = {"dataset": args.dataset, "folds": args.folds, "seed": args.seed,
+              "test_users": len(base_n),
+              "elsa": {"ndcg@20": float(np.nanmean(base_n)),
+                       "recall@20": float(np.nanmean(base_r))},
+              "variants": rows, "seconds": time.perf_counter() - started,
+              "machine": machine_info(device)}
+    lines = [f"# SAE shape on {args.dataset}", "",
+             f"{args.folds}-fold over users, seed {args.seed} ({report['test_users']} test "
+             f"users; ELSA nDCG@20 {report['elsa']['ndcg@20']:.4f}), on {device.type}. One "
+             "ELSA per fold; each row an SAE on it (same seed) that differs in h and k "
+             "(refit candidates 2k). Kept: ELSA+SAE / ELSA. Labels: coverage = share of "
+             "live neurons whose label precision is >= 0.2. Steering: concept knobs (top-10 "
+             "by lift), best segment gain keeping >= 90% personal nDCG@20.", "",
+             "| SAE | h | k | nDCG kept | Recall kept | paired nDCG diff [95% CI] | cosine "
+             "| dead | label coverage | median precision | steering (alpha) | s/fold |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        b = r["steering_lifts10"]
+        if r["config"] == dataclasses.asdict(cfg.sae):
+            name = f"{name} (shipped)"
+        st = (f"{b['segment_ratio']:.2f}x @ {100 * b['personal_kept']:.0f}% ({b['alpha']})"
+              if b else "-")
+        lines.append(f"| {name} | {r['config']['h']} | {r['config']['k']} | "
+                     f"{100 * r['ndcg_kept']:.1f}% | {100 * r['recall_kept']:.1f}% | "
+                     f"{fmt_paired(r['paired_ndcg'])} | {r['cosine']:.3f} | "
+                     f"{100 * r['dead_fraction']:.1f}% | {100 * r['label_coverage']:.1f}% | "
+                     f"{r['label_median_precision']:.2f} | {st} | "
+                     f"{r['seconds_per_fold']:.0f} |")
+    lines += ["", f"`python -m benchmarks.sae_variants --folds {args.folds} --seed {args.seed} "
+              f"--variants {args.variants}{' --ranking-only' if args.ranking_only else ''}`"]
+    write_reports(args.out, report, lines)
+
+
+if __name__ == "__main__":
+    main()
