@@ -128,36 +128,46 @@ def main() -> None:
             "seconds_per_fold": seconds[name] / args.folds,
         }
     report = {"dataset": args.dataset, "folds": args.folds, "seed": args.seed,
-              "test_users": len(base_n),
+              "variants_asked": args.variants, "ranking_only": args.ranking_only,
+              "device": device.type, "test_users": len(base_n),
               "elsa": {"ndcg@20": float(np.nanmean(base_n)),
                        "recall@20": float(np.nanmean(base_r))},
+              "shipped": dataclasses.asdict(cfg.sae),
               "variants": rows, "seconds": time.perf_counter() - started,
               "machine": machine_info(device)}
-    lines = [f"# SAE shape on {args.dataset}", "",
-             f"{args.folds}-fold over users, seed {args.seed} ({report['test_users']} test "
-             f"users; ELSA nDCG@20 {report['elsa']['ndcg@20']:.4f}), on {device.type}. One "
-             "ELSA per fold; each row an SAE on it (same seed) that differs in h and k "
-             "(refit candidates 2k). Kept: ELSA+SAE / ELSA. Labels: coverage = share of "
-             "live neurons whose label precision is >= 0.2. Steering: concept knobs (top-10 "
-             "by lift), best segment gain keeping >= 90% personal nDCG@20.", "",
+    write_reports(args.out, report, markdown(report))
+
+
+def markdown(report: dict[str, Any]) -> list[str]:
+    """The report as markdown lines."""
+    lines = [f"# SAE shape on {report['dataset']}", "",
+             f"{report['folds']}-fold over users, seed {report['seed']} "
+             f"({report['test_users']} test users; ELSA nDCG@20 "
+             f"{report['elsa']['ndcg@20']:.4f}), on {report['device']}. One ELSA per fold; "
+             "each row an SAE on it (same seed) that differs in h and k (refit candidates "
+             "2k). Kept: ELSA+SAE / ELSA. Labels: coverage = share of live neurons whose "
+             "label precision is >= 0.2. Steering: concept knobs (top-10 by lift), best "
+             "segment gain keeping >= 90% personal nDCG@20. s/fold: SAE training.", "",
              "| SAE | h | k | nDCG kept | Recall kept | paired nDCG diff [95% CI] | cosine "
              "| dead | label coverage | median precision | steering (alpha) | s/fold |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in rows.items():
+    for name, r in report["variants"].items():
         b = r["steering_lifts10"]
-        if r["config"] == dataclasses.asdict(cfg.sae):
-            name = f"{name} (shipped)"
+        shipped = " (shipped)" if r["config"] == report["shipped"] else ""
         st = (f"{b['segment_ratio']:.2f}x @ {100 * b['personal_kept']:.0f}% ({b['alpha']})"
               if b else "-")
-        lines.append(f"| {name} | {r['config']['h']} | {r['config']['k']} | "
+        cov, med = r["label_coverage"], r["label_median_precision"]
+        lines.append(f"| {name}{shipped} | {r['config']['h']} | {r['config']['k']} | "
                      f"{100 * r['ndcg_kept']:.1f}% | {100 * r['recall_kept']:.1f}% | "
                      f"{fmt_paired(r['paired_ndcg'])} | {r['cosine']:.3f} | "
-                     f"{100 * r['dead_fraction']:.1f}% | {100 * r['label_coverage']:.1f}% | "
-                     f"{r['label_median_precision']:.2f} | {st} | "
+                     f"{100 * r['dead_fraction']:.1f}% | "
+                     f"{'-' if np.isnan(cov) else f'{100 * cov:.1f}%'} | "
+                     f"{'-' if np.isnan(med) else f'{med:.2f}'} | {st} | "
                      f"{r['seconds_per_fold']:.0f} |")
-    lines += ["", f"`python -m benchmarks.sae_variants --folds {args.folds} --seed {args.seed} "
-              f"--variants {args.variants}{' --ranking-only' if args.ranking_only else ''}`"]
-    write_reports(args.out, report, lines)
+    lines += ["", f"`python -m benchmarks.sae_variants --folds {report['folds']} --seed "
+              f"{report['seed']} --variants {report['variants_asked']}"
+              f"{' --ranking-only' if report['ranking_only'] else ''}`"]
+    return lines
 
 
 if __name__ == "__main__":
