@@ -1,11 +1,11 @@
 """`knobs serve --workers N`: N uvicorn processes, each accepting connections on its own
-socket bound with SO_REUSEPORT, so the kernel spreads new connections evenly over them.
+socket bound with SO_REUSEPORT, so the kernel spreads new connections over them by hash.
 
 uvicorn's own multi-worker mode shares one listening socket: whichever worker wakes first
 takes most of a burst of new connections, and keep-alive connections stay where they
 landed (64 wrk connections: 44 on one worker, 20 on the other). With a socket each, the
-kernel picks by a hash of the connection (33 / 31). Where SO_REUSEPORT is missing (not
-Linux) the caller falls back to uvicorn's mode.
+kernel picks by a hash of the connection (33 / 31 to 39 / 25 in the benchmark's runs).
+Where SO_REUSEPORT is missing (not Linux) the caller falls back to uvicorn's mode.
 
 The parent loads no model. It checks that the port is free (a plain bind: SO_REUSEPORT
 alone would quietly share the port with another server), then holds it with a socket
