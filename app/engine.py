@@ -38,6 +38,7 @@ from models.steering import (
     knob_row,
     latent_rows,
     own_scale,
+    push_norm,
     score_basis,
     steered_scores,
     user_scores,
@@ -352,18 +353,16 @@ class Engine:
         (each costs more than its arithmetic), nothing per neuron in Python."""
         s, own = state.scores, state.own()
         keep, factor = own_scale(s.mass, knobs, s.active)
-        weights = [s.std * keep * own.values]
+        own_w = s.std * keep * own.values
         for n, f in factor.items():
             if n in own.index:
-                weights[0][own.index[n]] *= f
-        parts = list(own.parts)
-        norm = max(sum(k.strength for k in knobs if k.strength > 0), 1.0)
+                own_w[own.index[n]] *= f
+        norm = push_norm(knobs)
         pushed = [(j, row) for j, (k, row) in enumerate(zip(knobs, knob_rows, strict=True))
                   if k.strength > 0]
-        for j, _ in pushed:
-            parts.append(Part("knob", j))
-            weights.append(np.array([s.std * s.mass * knobs[j].strength / norm],
-                                    dtype=np.float32))
+        parts = own.parts + [Part("knob", j) for j, _ in pushed]
+        weights = np.concatenate([own_w, np.array(
+            [s.std * s.mass * knobs[j].strength / norm for j, _ in pushed], np.float32)])
         if not parts or len(items) == 0:
             empty = np.zeros((len(items), 0))
             return Why(parts, empty.astype(np.int64), empty)
@@ -382,7 +381,7 @@ class Engine:
                        @ self.elsa.A.index_select(0, cols).T] if len(own.ids_np) else []
             tblocks += [row.index_select(0, cols)[None] for _, row in pushed]
             picked = torch.cat(tblocks).cpu().numpy()
-        contrib = picked * np.concatenate(weights)[:, None]                    # [parts, n]
+        contrib = picked * weights[:, None]                                    # [parts, n]
         order = np.argsort(-contrib, axis=0)[:3]                          # [<=3, n]
         return Why(parts, order.T, contrib[order, np.arange(len(items))].T)
 

@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
     return app
 
 
-def _document(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+def _document(app: FastAPI, models: list[type[BaseModel]]) -> None:
     """Add `models` (and the models they use) to the OpenAPI components: request bodies
     that endpoints validate themselves (`api.json_body`) are still documented."""
     generate = app.openapi

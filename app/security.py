@@ -145,11 +145,15 @@ def require_admin(request: Request) -> None:
                                  "'Authorization: Bearer <KNOBS_ADMIN_TOKEN>'")
 
 
+def media_type(content_type: str) -> str:
+    """'Application/JSON; charset=utf-8' -> 'application/json'."""
+    return content_type.split(";")[0].strip().lower()
+
+
 async def require_json(request: Request) -> None:
     """415 unless the request says it is JSON: a cross-site form or a no-cors fetch
     cannot, so JSON endpoints without a body need no token."""
-    kind = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if kind != "application/json":
+    if media_type(request.headers.get("Content-Type", "")) != "application/json":
         raise HTTPException(415, "Content-Type: must be application/json")
 
 

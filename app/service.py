@@ -20,14 +20,12 @@ from app.schemas import (
     RecommendIn,
     UserOut,
 )
-from models.concepts import normalize
+from models.concepts import KNOB_NEURONS, normalize
 from models.neurons import NeuronView, describe_neuron
 from models.steering import Knob
 
-CONCEPT_NEURONS = 10
-"""A concept knob moves its top-10 neurons by lift: of 5, 10, 15 and 20, the one that
-traded personal for segment accuracy best on both steering runs (reports/steering.md,
-reports/steering-seed1.md)..."""
+CONCEPT_NEURONS = KNOB_NEURONS
+"""A concept knob moves its top neurons by lift (models.concepts.KNOB_NEURONS)..."""
 CONCEPT_SHARE = 16
 """...but at most 1/16 of the live neurons, so a small SAE's knob stays specific."""
 

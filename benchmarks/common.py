@@ -26,6 +26,7 @@ from models.data.datasets import load_dataset
 from models.data.interactions import Interactions, Split, kfold_splits
 from models.elsa import ELSA
 from models.evaluate import SAEStats, sae_stats
+from models.metrics import paired_bootstrap
 from models.recommender import Recommender
 from models.sae import SparseAutoencoder
 from models.train import evaluate_heldout, resolve_device, train_elsa_for, train_sae
@@ -105,6 +106,22 @@ def sae_on_fold(fold: ElsaFold, cfg: SAEConfig, seed: int, device: torch.device)
     return SAERun(sae, r, n, sae_stats(fold.elsa, sae, fold.split, device), seconds)
 
 
+def sae_row(ndcg: list[np.ndarray], recall: list[np.ndarray], base_ndcg: np.ndarray,
+            base_recall: np.ndarray, stats: list[SAEStats], rng: np.random.Generator
+            ) -> dict[str, Any]:
+    """One nested SAE over all folds, as the SAE benchmarks report it: nDCG@20 and
+    Recall@20, the share of ELSA's each keeps, the paired per-user nDCG@20 difference to
+    ELSA [diff, 95% CI], and the mean reconstruction cosine, L0 and dead share."""
+    nd, rc = np.concatenate(ndcg), np.concatenate(recall)
+    return {"ndcg@20": float(np.nanmean(nd)), "recall@20": float(np.nanmean(rc)),
+            "ndcg_kept": float(np.nanmean(nd) / np.nanmean(base_ndcg)),
+            "recall_kept": float(np.nanmean(rc) / np.nanmean(base_recall)),
+            "paired_ndcg": list(paired_bootstrap(nd, base_ndcg, rng)),
+            "cosine": float(np.mean([s.cosine for s in stats])),
+            "l0": float(np.mean([s.l0 for s in stats])),
+            "dead_fraction": float(np.mean([s.dead_fraction for s in stats]))}
+
+
 def fmt_paired(diff_ci: list[float]) -> str:
     """[diff, ci_low, ci_high] -> '+0.0012 [-0.0030, +0.0051]' for the tables."""
     d, lo, hi = diff_ci
@@ -129,20 +146,15 @@ def migrated_url(url: str) -> str:
     return url
 
 
-def start_server(bundle: Path, port: int, database_url: str, *uvicorn_args: str,
-                 workers: int = 0) -> subprocess.Popen[bytes]:
-    """uvicorn with `uvicorn_args`, or with workers > 0 the product's own
-    `knobs serve --workers N` (a socket per worker, app/workers.py)."""
+def start_server(bundle: Path, port: int, database_url: str, workers: int = 1
+                 ) -> subprocess.Popen[bytes]:
+    """The product's own `knobs serve --workers N` on the CPU (a socket per worker when
+    N > 1, app/workers.py), request logging off."""
     env = {**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu",
            "KNOBS_DATABASE_URL": database_url}
-    if workers:
-        return subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port),
-                                 "--workers", str(workers), "--log-level", "warning"],
-                                env=env, cwd=REPO,
-                                stdout=subprocess.DEVNULL)
-    return subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app",
-                             "--factory", "--host", "127.0.0.1", "--port", str(port),
-                             "--log-level", "warning", *uvicorn_args], env=env, cwd=REPO)
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port),
+                             "--workers", str(workers), "--log-level", "warning"],
+                            env=env, cwd=REPO, stdout=subprocess.DEVNULL)
 
 
 def wait_ready(proc: subprocess.Popen[bytes], base: str, timeout: float = 120.0) -> None:
@@ -162,15 +174,15 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, timeout: float = 120.0)
 
 
 @contextmanager
-def serve(bundle: Path, port: int, *uvicorn_args: str, timeout: float = 120.0,
-          database_url: str | None = None, workers: int = 0) -> Iterator[str]:
-    """The app on 127.0.0.1:`port` (uvicorn in its own process, on the CPU) serving
+def serve(bundle: Path, port: int, timeout: float = 120.0,
+          database_url: str | None = None, workers: int = 1) -> Iterator[str]:
+    """The app on 127.0.0.1:`port` (`knobs serve` in its own process, on the CPU) serving
     `bundle` with `database_url` (default: a fresh SQLite database); yields its base URL
     once /readyz answers 200. Raises if the server exits or is not ready within
     `timeout` s; stops it on the way out."""
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or migrated_url(f"sqlite:///{Path(tmp) / 'knobs.db'}")
-        proc = start_server(bundle, port, url, *uvicorn_args, workers=workers)
+        proc = start_server(bundle, port, url, workers)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(proc, base, timeout)

@@ -1,5 +1,5 @@
 """Event durability under load, over real HTTP: 50 concurrent clients x 200 knob moves
-each (one knob_move event per answer) against uvicorn on loopback, on SQLite and on
+each (one knob_move event per answer) against `knobs serve` on loopback, on SQLite and on
 PostgreSQL; then the same load on SQLite killed with SIGKILL half-way. Counts the rows
 the database holds afterwards. Writes reports/durability.{json,md}.
 
@@ -100,7 +100,7 @@ def count(url: str, ids: list[int] | None = None) -> int:
 
 def run(bundle: Path, url: str, port: int, clients: int, events: int, workers: int,
         users: list[int]) -> dict[str, Any]:
-    proc = start_server(bundle, port, url, "--workers", str(workers))
+    proc = start_server(bundle, port, url, workers)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, base)
@@ -158,7 +158,8 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=REPO / "bundles" / "ml-latest-small")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--events", type=int, default=200, help="per client")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn processes")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server worker processes (knobs serve --workers)")
     parser.add_argument("--postgres", default=os.environ.get(
         "KNOBS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "durability")
@@ -180,7 +181,7 @@ def main() -> None:
         drop()
     lines = ["# Durability of the event log", "",
              f"{args.clients} concurrent clients x {args.events} knob moves each over real "
-             f"HTTP (uvicorn, {args.workers} worker(s), loopback, bundle "
+             f"HTTP (`knobs serve`, {args.workers} worker(s), loopback, bundle "
              f"`{args.bundle.name}`), one knob_move event per answer; the answer comes "
              "after the commit. `python -m benchmarks.durability`.", "",
              "| database | expected | acknowledged | rows found | events/s | p50 ms | "

@@ -37,6 +37,7 @@ import torch
 
 from benchmarks.common import REPO, serve, write_reports
 from models.bundle import load_bundle
+from models.concepts import KNOB_NEURONS
 from models.elsa import ELSA
 from models.evaluate import machine_info
 from models.metrics import top_n, top_n_owned
@@ -75,7 +76,7 @@ def knob_change(elsa: ELSA, sae: SparseAutoencoder, histories: list[np.ndarray],
             code, mean, std = sae.encode(elsa.encode(x))
             user = user_scores(elsa, sae, basis, code[0], mean, std)
             active = sorted(user.active)
-            concept = tuple(int(n) for n in rng.choice(sae.h, 10, replace=False))
+            concept = tuple(int(n) for n in rng.choice(sae.h, KNOB_NEURONS, replace=False))
             knob_neurons = [(int(active[0]),), (int(active[-1]),),
                             (int(rng.integers(sae.h)),), (int(rng.integers(sae.h)),), concept]
             rows_of = {ns: knob_row(latent_rows(elsa, sae, torch.tensor(ns)))
@@ -296,7 +297,8 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=REPO / "bundles" / "ml-latest-small")
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0, help="per HTTP level")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=int, default=2, choices=range(1, 17),
+                        metavar="1..16",
                         help="server worker processes (one per core here)")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "performance")
     args = parser.parse_args()

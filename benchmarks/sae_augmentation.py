@@ -15,10 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import elsa_folds, fmt_paired, fold_benchmark, sae_on_fold, write_reports
+from benchmarks.common import (
+    elsa_folds,
+    fmt_paired,
+    fold_benchmark,
+    sae_on_fold,
+    sae_row,
+    write_reports,
+)
 from models.config import SAEConfig
 from models.evaluate import machine_info
-from models.metrics import paired_bootstrap
 
 
 def variants(base: SAEConfig) -> dict[str, SAEConfig]:
@@ -60,23 +66,15 @@ def main() -> None:
                          np.nanmean(run.ndcg), np.nanmean(ndcg["elsa"][-1]))
     rng = np.random.default_rng(0)
     base = np.concatenate(ndcg["elsa"])
-    rows: dict[str, Any] = {}
-    for name, sae_cfg in variants(cfg.sae).items():
-        nd = np.concatenate(ndcg[name])
-        rows[name] = {
-            "config": dataclasses.asdict(sae_cfg),
-            "ndcg@20": float(np.nanmean(nd)),
-            "recall@20": float(np.nanmean(np.concatenate(recall[name]))),
-            "ndcg_ratio": float(np.nanmean(nd) / np.nanmean(base)),
-            "paired_ndcg": list(paired_bootstrap(nd, base, rng)),
-            "cosine": float(np.mean([s.cosine for s in stats[name]])),
-            "l0": float(np.mean([s.l0 for s in stats[name]])),
-            "dead_fraction": float(np.mean([s.dead_fraction for s in stats[name]])),
-            "seconds_per_fold": seconds[name] / args.folds,
-        }
+    base_r = np.concatenate(recall["elsa"])
+    rows: dict[str, Any] = {
+        name: {"config": dataclasses.asdict(sae_cfg),
+               **sae_row(ndcg[name], recall[name], base, base_r, stats[name], rng),
+               "seconds_per_fold": seconds[name] / args.folds}
+        for name, sae_cfg in variants(cfg.sae).items()}
     report = {"dataset": args.dataset, "folds": args.folds, "test_users": len(base),
               "elsa": {"ndcg@20": float(np.nanmean(base)),
-                       "recall@20": float(np.nanmean(np.concatenate(recall["elsa"])))},
+                       "recall@20": float(np.nanmean(base_r))},
               "variants": rows, "machine": machine_info(device)}
     lines = [f"# SAE augmentation on {args.dataset}", "",
              f"{args.folds}-fold over users ({report['test_users']} test users; ELSA nDCG@20 "
@@ -87,7 +85,7 @@ def main() -> None:
              "| training vectors | nDCG@20 | kept | paired diff [95% CI] | cosine | L0 | dead "
              "| s/fold |", "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['ndcg@20']:.4f} | {100 * r['ndcg_ratio']:.1f}% | "
+        lines.append(f"| {name} | {r['ndcg@20']:.4f} | {100 * r['ndcg_kept']:.1f}% | "
                      f"{fmt_paired(r['paired_ndcg'])} | {r['cosine']:.3f} | {r['l0']:.1f} | "
                      f"{100 * r['dead_fraction']:.1f}% | {r['seconds_per_fold']:.0f} |")
     write_reports(args.out, report, lines)

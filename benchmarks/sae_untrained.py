@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import elsa_folds, fmt_paired, fold_benchmark, write_reports
+from benchmarks.common import elsa_folds, fmt_paired, fold_benchmark, sae_row, write_reports
 from models.evaluate import machine_info, sae_stats
-from models.metrics import paired_bootstrap
 from models.recommender import Recommender
 from models.sae import TopKSAE
 from models.train import (
@@ -80,16 +79,8 @@ def main() -> None:
                              np.nanmean(ndcg["elsa"][-1]))
     rng = np.random.default_rng(0)
     base_n, base_r = np.concatenate(ndcg["elsa"]), np.concatenate(recall["elsa"])
-    rows: dict[str, Any] = {}
-    for name in stats:
-        n, r = np.concatenate(ndcg[name]), np.concatenate(recall[name])
-        rows[name] = {"ndcg@20": float(np.nanmean(n)), "recall@20": float(np.nanmean(r)),
-                      "ndcg_kept": float(np.nanmean(n) / np.nanmean(base_n)),
-                      "recall_kept": float(np.nanmean(r) / np.nanmean(base_r)),
-                      "paired_ndcg": list(paired_bootstrap(n, base_n, rng)),
-                      "cosine": float(np.mean([s.cosine for s in stats[name]])),
-                      "l0": float(np.mean([s.l0 for s in stats[name]])),
-                      "dead_fraction": float(np.mean([s.dead_fraction for s in stats[name]]))}
+    rows: dict[str, Any] = {name: sae_row(ndcg[name], recall[name], base_n, base_r,
+                                          stats[name], rng) for name in stats}
     report = {"dataset": args.dataset, "folds": args.folds, "test_users": len(base_n),
               "elsa": {"ndcg@20": float(np.nanmean(base_n)),
                        "recall@20": float(np.nanmean(base_r))},

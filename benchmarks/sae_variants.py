@@ -24,13 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO, elsa_folds, fmt_paired, sae_on_fold, write_reports
+from benchmarks.common import REPO, elsa_folds, fmt_paired, sae_on_fold, sae_row, write_reports
 from models.concepts import build_vocabulary
 from models.config import SAEConfig, defaults_for
 from models.data.datasets import load_dataset
 from models.evaluate import machine_info
-from models.metrics import paired_bootstrap
-from models.steer_eval import ALPHAS, best_point, label_concepts, mean_curves, steering_curves
+from models.steer_eval import (
+    ALPHAS,
+    KNOBS_METHOD,
+    best_point,
+    label_concepts,
+    mean_curves,
+    steering_curves,
+)
 from models.train import resolve_device
 
 SHAPES: dict[str, dict[str, int]] = {
@@ -42,7 +48,7 @@ SHAPES: dict[str, dict[str, int]] = {
     "h8192": {"h": 8192},
 }
 """Changes to the shipped defaults' SAE (the rest of its config stays)."""
-STEER = ("lifts10",)
+STEER = (KNOBS_METHOD,)
 
 
 def variant(base: SAEConfig, name: str) -> SAEConfig:
@@ -87,9 +93,10 @@ def main() -> None:
         f, split, elsa = fold.index, fold.split, fold.elsa
         recall["elsa"].append(fold.recall)
         ndcg["elsa"].append(fold.ndcg)
-        held_out = np.concatenate([split.val.users, split.test.users])
-        vocab = build_vocabulary(ds.catalog, ds.tag_events,
-                                 exclude_users=data.users.ids[held_out])
+        if not args.ranking_only:          # labels and steering read the fold's metadata
+            held_out = np.concatenate([split.val.users, split.test.users])
+            vocab = build_vocabulary(ds.catalog, ds.tag_events,
+                                     exclude_users=data.users.ids[held_out])
         for name in names:
             run = sae_on_fold(fold, variant(cfg.sae, name), cfg.seed + f, device)
             sae, n = run.sae, run.ndcg
@@ -109,22 +116,16 @@ def main() -> None:
     base_n, base_r = np.concatenate(ndcg["elsa"]), np.concatenate(recall["elsa"])
     rows: dict[str, Any] = {}
     for name in names:
-        nd, rc = np.concatenate(ndcg[name]), np.concatenate(recall[name])
         curve = (mean_curves(steer[name], STEER, ALPHAS) if steer[name]
                  else {m: [] for m in STEER})
         rows[name] = {
             "config": dataclasses.asdict(variant(cfg.sae, name)),
-            "ndcg@20": float(np.nanmean(nd)), "recall@20": float(np.nanmean(rc)),
-            "ndcg_kept": float(np.nanmean(nd) / np.nanmean(base_n)),
-            "recall_kept": float(np.nanmean(rc) / np.nanmean(base_r)),
-            "paired_ndcg": list(paired_bootstrap(nd, base_n, rng)),
-            "cosine": float(np.mean([s.cosine for s in stats[name]])),
-            "l0": float(np.mean([s.l0 for s in stats[name]])),
-            "dead_fraction": float(np.mean([s.dead_fraction for s in stats[name]])),
+            **sae_row(ndcg[name], recall[name], base_n, base_r, stats[name], rng),
             "label_coverage": _mean([x["coverage"] for x in labels[name]]),
             "label_median_precision": _mean([x["median_precision"] for x in labels[name]]),
-            "steering_lifts10": best_point(curve["lifts10"]) if curve["lifts10"] else None,
-            "curve_lifts10": curve["lifts10"],
+            f"steering_{KNOBS_METHOD}": (best_point(curve[KNOBS_METHOD])
+                                         if curve[KNOBS_METHOD] else None),
+            f"curve_{KNOBS_METHOD}": curve[KNOBS_METHOD],
             "seconds_per_fold": seconds[name] / args.folds,
         }
     report = {"dataset": args.dataset, "folds": args.folds, "seed": args.seed,
@@ -152,7 +153,7 @@ def markdown(report: dict[str, Any]) -> list[str]:
              "| dead | label coverage | median precision | steering (alpha) | s/fold |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["variants"].items():
-        b = r["steering_lifts10"]
+        b = r[f"steering_{KNOBS_METHOD}"]
         shipped = " (shipped)" if r["config"] == report["shipped"] else ""
         st = (f"{b['segment_ratio']:.2f}x @ {100 * b['personal_kept']:.0f}% ({b['alpha']})"
               if b else "-")

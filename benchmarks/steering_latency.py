@@ -29,6 +29,7 @@ import torch
 
 from benchmarks.common import REPO, write_reports
 from models.bundle import load_bundle
+from models.concepts import KNOB_NEURONS
 from models.evaluate import machine_info
 from models.metrics import top_n_owned
 from models.steering import (
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument("--knobs", type=int, default=10)
-    parser.add_argument("--concept-neurons", type=int, default=10,
+    parser.add_argument("--concept-neurons", type=int, default=KNOB_NEURONS,
                         help="neurons per concept knob (the app's CONCEPT_NEURONS)")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "steering_latency")
     args = parser.parse_args()

@@ -58,6 +58,11 @@ gives it the most items (ties in this order): "sci-fi" is a genre on far more fi
 carry the tag, "tom hanks" a tag on more films than he directed. Decades ("1990s") come
 from the catalog's years."""
 
+KNOB_NEURONS = 10
+"""A concept knob moves the concept's top-10 neurons by lift: of 5, 10, 15 and 20, the one
+that traded personal for segment accuracy best on both steering runs (reports/steering.md,
+reports/steering-seed1.md). The app caps it for small SAEs (app.service)."""
+
 MIN_LIFT = 2.0
 """Knobs' label must be carried by at least this many times the share of the neuron's top
 items as of all items."""

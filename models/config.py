@@ -33,10 +33,11 @@ class ELSAConfig:
     instead of the history itself; "none" is the paper's ELSA. Needs an items x items
     matrix, so it is for catalogues up to 50,000 items."""
     relu_in_loss: bool = True
-    """True: the loss compares ReLU(x A A^T - x) with x (method.md §2). False (Knobs, small
-    data): it compares the pre-ReLU scores, so negative scores of items the user lacks are
-    pulled up to zero as well; rankings at inference are the same function of A. With a
-    teacher the loss always compares the scores before the ReLU."""
+    """True: the loss compares ReLU(x A A^T - x) with x (method.md §2). False: it compares
+    the pre-ReLU scores, so negative scores of items the user lacks are pulled up to zero
+    as well; rankings at inference are the same function of A (the small-data default
+    before the teacher; reports/elsa_variants.md). With a teacher the loss always
+    compares the scores before the ReLU, and this is ignored."""
 
 
 @dataclass(frozen=True)

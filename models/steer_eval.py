@@ -38,6 +38,7 @@ import scipy.sparse as sp
 import torch
 
 from models.concepts import (
+    KNOB_NEURONS,
     ConceptMap,
     ConceptVocabulary,
     build_vocabulary,
@@ -62,18 +63,21 @@ METHODS: dict[str, str] = {
     "best1": "best characterizes, top-1",
     "best5": "best characterizes, top-5",
     "lifts5": "top-5 by lift",
-    "lifts10": "Knobs: top-10 by lift",
+    "lifts10": "top-10 by lift",
     "lifts15": "top-15 by lift",
     "lifts20": "top-20 by lift",
     "rerank": "tag re-rank (no SAE steering)",
 }
+KNOBS_METHOD = f"lifts{KNOB_NEURONS}"
+"""The method the app's concept knobs use."""
+METHODS[KNOBS_METHOD] = f"Knobs: top-{KNOB_NEURONS} by lift"
 SAE_METHODS = ("unique", "best1", "best5", "lifts5", "lifts10", "lifts15", "lifts20")
 PERSONAL_FLOOR = 0.9
 """The issue's target: segment nDCG@20 >= 2.5x its alpha-0 value while personal keeps
 >= 90% of its alpha-0 value."""
 SEGMENT_GOAL = 2.5
 K = 20
-CONTROL_METHODS = ("best5", "lifts10")
+CONTROL_METHODS = ("best5", KNOBS_METHOD)
 """Methods also run with the untrained SAE."""
 
 

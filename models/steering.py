@@ -196,20 +196,14 @@ def steer_values(mass: float, knobs: Sequence[Knob], values: dict[int, float]
     knob neurons), whatever h. mass: the code's L1 mass (sum of `values`); values: the
     code's non-zero entries. Returns (keep, {knob neuron: steered value}); every other
     neuron n is keep * z_n."""
-    factor, keep = _less_of(mass, knobs, values)
-    neurons = {n for k in knobs for n in k.neurons}
-    new = {n: values.get(n, 0.0) * factor.get(n, 1.0) * keep for n in neurons}
-    total = sum(k.strength for k in knobs if k.strength > 0)
-    if total > 0:
-        norm = max(total, 1.0)
-        a = total / norm
-        for n in new:
-            new[n] *= 1.0 - a
-        for k in knobs:
-            if k.strength > 0:
-                for n in k.neurons:
-                    new[n] += mass * k.strength / norm / len(k.neurons)
-        keep *= 1.0 - a
+    keep, factor = own_scale(mass, knobs, values)
+    new = {n: values.get(n, 0.0) * factor.get(n, 1.0) * keep
+           for k in knobs for n in k.neurons}
+    norm = push_norm(knobs)
+    for k in knobs:
+        if k.strength > 0:
+            for n in k.neurons:
+                new[n] += mass * k.strength / norm / len(k.neurons)
     return keep, new
 
 
@@ -222,7 +216,13 @@ def own_scale(mass: float, knobs: Sequence[Knob], values: dict[int, float]
     neurons' values (what a "why" needs)."""
     factor, keep_less = _less_of(mass, knobs, values)
     total = sum(k.strength for k in knobs if k.strength > 0)
-    return keep_less * (1.0 - total / max(total, 1.0)), factor
+    return keep_less * (1.0 - total / push_norm(knobs)), factor
+
+
+def push_norm(knobs: Sequence[Knob]) -> float:
+    """max(A, 1), A the "more of" knobs' total strength: each knob j pushes a_j / norm of
+    the mass, so strengths adding up past 1 share it."""
+    return max(sum(k.strength for k in knobs if k.strength > 0), 1.0)
 
 
 def knob_row(rows: torch.Tensor) -> torch.Tensor:
@@ -248,18 +248,16 @@ def steered_scores(user: UserScores, knobs: Sequence[Knob],
     the user's active neurons that a "less of" knob turns down (cache them per neuron).
     Same result as decoding `steer`'s code. The answer is a new tensor the caller owns."""
     _check(knobs, user.code.shape[-1])
-    factor, keep_less = _less_of(user.mass, knobs, user.active)
-    total = sum(k.strength for k in knobs if k.strength > 0)
-    norm = max(total, 1.0)
-    a = total / norm
-    scores = torch.add(user.offset, user.latent, alpha=user.std * keep_less * (1.0 - a))
+    keep, factor = own_scale(user.mass, knobs, user.active)     # keep = keep_less (1 - A)
+    norm = push_norm(knobs)
+    scores = torch.add(user.offset, user.latent, alpha=user.std * keep)
     # one in-place pass per term: no stacking, no coefficient tensors (the hot path)
     for k, row in zip(knobs, knob_rows, strict=True):
         if k.strength > 0:
             scores.add_(row, alpha=user.std * user.mass * k.strength / norm)
     down = [n for n in factor if n in user.active]
-    if down and keep_less > 0:
-        c = user.std * (1.0 - a) * keep_less
+    if down and keep > 0:
+        c = user.std * keep
         for n, row in zip(down, neuron_rows(down), strict=True):
             scores.add_(row, alpha=c * (factor[n] - 1.0) * user.active[n])
     return scores

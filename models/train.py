@@ -186,7 +186,7 @@ def elsa_teacher(train: sp.csr_matrix, val: HeldOut, cfg: TrainConfig,
     _check_teacher(cfg.elsa.teacher, train.shape[1])
     if cfg.elsa.teacher == "none":
         return None
-    return ease or select_ease(train, val, cfg.ease_l2, device)
+    return ease if ease is not None else select_ease(train, val, cfg.ease_l2, device)
 
 
 def _check_teacher(teacher: str, n_items: int) -> None:

@@ -26,14 +26,20 @@ from app.schemas import (
     RecommendOut,
     UserOut,
 )
+from app.security import media_type
 from models.neurons import view_dict
 
 M = TypeVar("M", bound=BaseModel)
 
 
+DOCUMENTED_MODELS: list[type[BaseModel]] = []
+"""Request bodies validated by their endpoints (`json_body` records them); `create_app`
+adds their schemas to the OpenAPI components."""
+
+
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body of an endpoint that validates `model` itself (its schema
-    joins the components through DOCUMENTED_MODELS)."""
+    """The OpenAPI request body of an endpoint that validates `model` itself."""
+    DOCUMENTED_MODELS.append(model)
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
@@ -46,7 +52,7 @@ async def json_model(request: Request, model: type[M]) -> M:
     does not fit the model a 422 naming the field."""
     kind = request.headers.get("content-type")
     if kind is None or not _is_json(kind):
-        said = "missing" if kind is None else repr(kind.split(";")[0].strip())
+        said = "missing" if kind is None else repr(media_type(kind))
         raise RequestValidationError([{
             "type": "model_attributes_type", "loc": ("body",),
             "msg": f"Content-Type {said}: must be application/json", "input": None}])
@@ -66,13 +72,9 @@ async def json_model(request: Request, model: type[M]) -> M:
 
 
 def _is_json(content_type: str) -> bool:
-    kind = content_type.split(";")[0].strip().lower()
+    kind = media_type(content_type)
     return kind == "application/json" or (kind.startswith("application/")
                                           and kind.endswith("+json"))
-
-
-DOCUMENTED_MODELS: tuple[type[BaseModel], ...] = (RecommendIn,)
-"""Request bodies validated by their endpoints, documented through `json_body`."""
 
 
 router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERRORS)

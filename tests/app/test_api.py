@@ -4,6 +4,7 @@ refusal, concurrent cold users batched, and real HTTP through uvicorn on loopbac
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -260,9 +261,36 @@ def test_a_body_that_is_not_json_is_refused(client: TestClient, headers: dict,
     r = client.post("/api/v1/recommendations", content=content, headers=headers)
     assert r.status_code == status, r.text
     assert says in r.text
+
+
+def test_any_json_media_type_is_accepted(client: TestClient) -> None:
     ok = client.post("/api/v1/recommendations", content=b'{"user": 1}',
                      headers={"Content-Type": "application/vnd.api+json; charset=utf-8"})
     assert ok.status_code == 200
+
+
+def test_a_client_gone_before_its_body_is_a_400_not_an_error(client: TestClient) -> None:
+    """The ASGI app itself, its receive saying the client disconnected mid-body: a 400
+    naming that, sent (nothing raised, so nothing logged as a failure)."""
+    app = client.app
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/api/v1/recommendations",
+             "raw_path": b"/api/v1/recommendations", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"t"), (b"content-type", b"application/json"),
+                         (b"content-length", b"100")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "app": app}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert b"went away before sending the body" in b"".join(
+        m.get("body", b"") for m in sent[1:])
 
 
 def test_the_docs_describe_the_recommendations_body(client: TestClient) -> None:

@@ -295,6 +295,13 @@ def test_serve_with_two_workers(bundle_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0 and not spawned_workers(proc.pid)
 
 
+def listening(port: int) -> int:
+    """Sockets listening on 127.0.0.1:`port`, from /proc/net/tcp (state 0A)."""
+    local = f"0100007F:{port:04X}"
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for r in rows if r.split()[1] == local and r.split()[3] == "0A")
+
+
 def test_a_worker_that_dies_is_replaced(bundle_dir: Path, tmp_path: Path) -> None:
     from tests.app.conftest import free_port, migrated
 
@@ -315,7 +322,11 @@ def test_a_worker_that_dies_is_replaced(bundle_dir: Path, tmp_path: Path) -> Non
                 break
             time.sleep(0.2)
         assert len(now) == 2 and min(first) not in now, "the dead worker was not replaced"
-        assert len(_wait_for_workers(proc, port, 2)) == 2       # and the port still serves
+        deadline = time.time() + 60      # the replacement listens once its model is loaded
+        while listening(port) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        assert listening(port) == 2, "the replacement does not listen"
+        assert len(_wait_for_workers(proc, port, 2)) == 2       # and the port serves
         os.kill(proc.pid, 9)             # the parent killed outright: no worker outlives it
         deadline = time.time() + 30
         while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in now):
@@ -330,8 +341,10 @@ def test_a_worker_that_dies_is_replaced(bundle_dir: Path, tmp_path: Path) -> Non
 
 def test_a_worker_that_fails_to_start_stops_the_server(bundle_dir: Path,
                                                        tmp_path: Path) -> None:
-    """The parent checks the bundle; a worker can still fail (here: the database is gone
-    by then): the server stops with one line saying so instead of restarting forever."""
+    """`knobs serve` checks the bundle and database in the parent, but a worker can still
+    fail to start (here run_workers is called alone, with no database): the workers stop
+    and run_workers raises WorkerError naming the worker (which `knobs serve` prints as
+    one line) instead of restarting it forever."""
     from tests.app.conftest import free_port
 
     port = free_port()

@@ -292,6 +292,9 @@ def test_elsa_teacher_follows_the_config(split: Split) -> None:
     ease_cfg = dataclasses.replace(none, elsa=dataclasses.replace(ELSA_CFG, teacher="ease"))
     teacher = elsa_teacher(split.train, split.val, ease_cfg, CPU)
     assert teacher is not None and teacher.l2 == 10.0
+    # a fit the caller already has is the teacher itself, not a second fit
+    assert elsa_teacher(split.train, split.val, ease_cfg, CPU, ease=teacher) is teacher
+    assert elsa_teacher(split.train, split.val, none, CPU, ease=teacher) is None
 
 
 def test_sae_training_vectors_count(split: Split,
