@@ -293,6 +293,16 @@ class Engine:
 
     # -- knobs -------------------------------------------------------------------------
 
+    def row(self, neuron: int) -> torch.Tensor:
+        """R[n] = W_dec[n] A^T ([items]), computed once per neuron (the hot path's
+        "less of" and single-neuron knobs: a cache lookup, no stacking)."""
+        row = self._rows.get(neuron)
+        if row is None:
+            row = latent_rows(self.elsa, self.sae,
+                              torch.tensor([neuron], device=self.device))[0]
+            self._rows.put(neuron, row)
+        return row
+
     def rows(self, neurons: Sequence[int]) -> torch.Tensor:
         """R[n] for the given neurons: [len(neurons), items], computed once per neuron
         (`latent_rows` is no_grad: no decorator here, on the hot path)."""
@@ -314,7 +324,7 @@ class Engine:
     def knob_row(self, neurons: tuple[int, ...]) -> torch.Tensor:
         """The mean item-score row of a knob's neurons: [items], cached per neuron set."""
         if len(neurons) == 1:
-            return self.rows([neurons[0]])[0]
+            return self.row(neurons[0])
         row = self._knob_rows.get(neurons)
         if row is None:
             row = knob_row(self.rows(list(neurons)))
@@ -332,7 +342,7 @@ class Engine:
             state._cache[f"top{n}"] = before
         knob_rows = [self.knob_row(k.neurons) for k in knobs]
         if knobs:
-            scores = steered_scores(state.scores, knobs, knob_rows, self.rows)
+            scores = steered_scores(state.scores, knobs, knob_rows, self.row)
             top = top_n_owned(scores, n, state.taken)     # a fresh vector: ours to write
         else:
             scores, top = state.unsteered, before

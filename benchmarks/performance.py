@@ -84,9 +84,9 @@ def knob_change(elsa: ELSA, sae: SparseAutoencoder, histories: list[np.ndarray],
             active_rows = latent_rows(elsa, sae, torch.tensor(active))
             pos = {n: i for i, n in enumerate(active)}
 
-            def neuron_rows(ns: list[int], r: torch.Tensor = active_rows,
-                            at: dict[int, int] = pos) -> torch.Tensor:
-                return r[torch.tensor([at[n] for n in ns])]
+            def neuron_row(n: int, r: torch.Tensor = active_rows,
+                           at: dict[int, int] = pos) -> torch.Tensor:
+                return r[at[n]]
 
             strengths = [0.1, -0.3, 0.2, 0.0, 0.3]
             for _ in range(changes):
@@ -95,7 +95,7 @@ def knob_change(elsa: ELSA, sae: SparseAutoencoder, histories: list[np.ndarray],
                          if s != 0.0]
                 t0 = time.perf_counter()
                 knob_rows = [rows_of[k.neurons] for k in knobs]
-                scores = steered_scores(user, knobs, knob_rows, neuron_rows)
+                scores = steered_scores(user, knobs, knob_rows, neuron_row)
                 top_n_owned(scores, 20, taken)
                 fast.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()

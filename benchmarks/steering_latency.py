@@ -96,9 +96,9 @@ def main() -> None:
                 rows_of[ns] = knob_row(latent_rows(elsa, sae, torch.tensor(ns)))
             start.append(time.perf_counter() - t0)
 
-            def neuron_rows(ns: list[int], rows: torch.Tensor = active_rows,
-                            at: dict[int, int] = position) -> torch.Tensor:
-                return rows[torch.tensor([at[n] for n in ns])]
+            def neuron_row(n: int, rows: torch.Tensor = active_rows,
+                           at: dict[int, int] = position) -> torch.Tensor:
+                return rows[at[n]]
 
             changes: list[tuple[str, list[Knob]]] = []
             for _ in range(args.changes):
@@ -113,7 +113,7 @@ def main() -> None:
             for kind, knobs in changes:     # the fast path, as a session runs it
                 t0 = time.perf_counter()
                 knob_rows = [rows_of[k.neurons] for k in knobs]   # a list, as the app
-                scores = steered_scores(user, knobs, knob_rows, neuron_rows)
+                scores = steered_scores(user, knobs, knob_rows, neuron_row)
                 fast[kind].append(time.perf_counter() - t0)
                 owned = scores.clone()                  # top_n_owned overwrites its input
                 t0 = time.perf_counter()

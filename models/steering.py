@@ -61,16 +61,18 @@ class Steered(NamedTuple):
 
 
 def _check(knobs: Sequence[Knob], h: int) -> None:
+    # on the hot path: builtins (min, max, set) per knob, the message only on failure
     for j, knob in enumerate(knobs):
         if not -1.0 <= knob.strength <= 1.0:
             raise ValueError(f"knob {j}: strength must be in [-1, 1], got {knob.strength}")
-        if not knob.neurons:
+        ns = knob.neurons
+        if not ns:
             raise ValueError(f"knob {j}: needs at least one neuron")
-        bad = [n for n in knob.neurons if not 0 <= n < h]
-        if bad:
+        if min(ns) < 0 or max(ns) >= h:
+            bad = [n for n in ns if not 0 <= n < h]
             raise ValueError(f"knob {j}: neuron(s) {bad} outside 0..{h - 1}")
-        if len(set(knob.neurons)) != len(knob.neurons):
-            raise ValueError(f"knob {j}: neurons {list(knob.neurons)} repeat a neuron")
+        if len(ns) > 1 and len(set(ns)) != len(ns):
+            raise ValueError(f"knob {j}: neurons {list(ns)} repeat a neuron")
 
 
 def steer(code: torch.Tensor, knobs: Sequence[Knob]) -> Steered:
@@ -184,9 +186,15 @@ def _less_of(mass: float, knobs: Sequence[Knob], values: dict[int, float]
                 factor[n] = factor.get(n, 1.0) * (1.0 + k.strength)
     if not factor:
         return factor, 1.0
-    # what is left, summed from the kept values (exactly 0 when all are turned off;
-    # mass minus the removed part would leave rounding noise there)
-    left = sum(v * factor.get(n, 1.0) for n, v in values.items())
+    # what is left: the mass less what the turned-down neurons lose (a walk over the
+    # knobs' neurons, not the code's). When every active neuron is turned down it is
+    # summed from the kept values instead, so all-off is exactly 0 (mass minus the
+    # removed part would leave rounding noise there, blown up by mass / left).
+    hit = [(values[n], f) for n, f in factor.items() if n in values]
+    if len(hit) == len(values):
+        left = sum(v * f for v, f in hit)
+    else:
+        left = mass - sum(v * (1.0 - f) for v, f in hit)
     return factor, (mass / left if left > 0 else 0.0)
 
 
@@ -233,7 +241,7 @@ def knob_row(rows: torch.Tensor) -> torch.Tensor:
 
 def steered_scores(user: UserScores, knobs: Sequence[Knob],
                    knob_rows: torch.Tensor | Sequence[torch.Tensor],
-                   neuron_rows: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+                   neuron_row: Callable[[int], torch.Tensor]) -> torch.Tensor:
     """ELSA's item scores u^ A^T of the user's code steered by `knobs`, before the input
     is subtracted (§7), in O((1 + knobs + turned-down active neurons) x items):
 
@@ -244,22 +252,24 @@ def steered_scores(user: UserScores, knobs: Sequence[Knob],
     (the terms of `steer`'s rule: keep_less rescales after "less of", f_n the factor of a
     turned-down neuron, A the total "more" strength, norm = max(A, 1)). knob_rows: one
     [items] row per knob (a list, or stacked [len(knobs), items]), `knob_row` of the
-    knob's neuron rows (cache them per knob); neuron_rows(ns) -> R[ns], asked only for
-    the user's active neurons that a "less of" knob turns down (cache them per neuron).
-    Same result as decoding `steer`'s code. The answer is a new tensor the caller owns."""
+    knob's neuron rows (cache them per knob); neuron_row(n) -> R[n] ([items]), asked only
+    for the user's active neurons that a "less of" knob turns down (cache them per
+    neuron). Same result as decoding `steer`'s code. The answer is a new tensor the
+    caller owns."""
     _check(knobs, user.code.shape[-1])
     keep, factor = own_scale(user.mass, knobs, user.active)     # keep = keep_less (1 - A)
-    norm = push_norm(knobs)
     scores = torch.add(user.offset, user.latent, alpha=user.std * keep)
     # one in-place pass per term: no stacking, no coefficient tensors (the hot path)
+    push = user.std * user.mass / push_norm(knobs)
     for k, row in zip(knobs, knob_rows, strict=True):
         if k.strength > 0:
-            scores.add_(row, alpha=user.std * user.mass * k.strength / norm)
-    down = [n for n in factor if n in user.active]
-    if down and keep > 0:
+            scores.add_(row, alpha=push * k.strength)
+    if factor and keep > 0:
         c = user.std * keep
-        for n, row in zip(down, neuron_rows(down), strict=True):
-            scores.add_(row, alpha=c * (factor[n] - 1.0) * user.active[n])
+        for n, f in factor.items():
+            z = user.active.get(n)
+            if z is not None:
+                scores.add_(neuron_row(n), alpha=c * (f - 1.0) * z)
     return scores
 
 

@@ -148,13 +148,13 @@ def fast_scores(elsa: ELSA, sae: SparseAutoencoder, user: UserScores,
     """steered_scores with the rows computed here, recording which neuron rows it asks."""
     asked: list[int] = []
 
-    def rows(ns: list[int]) -> torch.Tensor:
-        asked.extend(ns)
-        return latent_rows(elsa, sae, torch.tensor(ns))
+    def row(n: int) -> torch.Tensor:
+        asked.append(n)
+        return latent_rows(elsa, sae, torch.tensor([n]))[0]
 
     knob_rows = (torch.stack([knob_row(latent_rows(elsa, sae, torch.tensor(k.neurons)))
                               for k in knobs]) if knobs else torch.zeros(0, elsa.n_items))
-    out = steered_scores(user, knobs, knob_rows, rows)
+    out = steered_scores(user, knobs, knob_rows, row)
     assert set(asked) <= set(user.active)       # only turned-down active neurons
     return out
 

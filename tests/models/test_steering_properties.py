@@ -113,4 +113,4 @@ def test_any_invalid_knob_is_refused_naming_it(model: tuple[ELSA, TopKSAE], good
                        torch.tensor(1.0))
     with pytest.raises(ValueError, match=rf"^knob {j}: "):
         steered_scores(user, ks, torch.zeros(len(ks), ITEMS),
-                       lambda ns: torch.zeros(len(ns), ITEMS))
+                       lambda n: torch.zeros(ITEMS))
