@@ -24,12 +24,14 @@ from models.train import (
     elsa_teacher,
     embed_rows,
     evaluate_heldout,
+    fidelity,
     make_sae,
     minibatches,
     resolve_device,
     sae_training_vectors,
     select_ease,
     subsample_histories,
+    top_matrix,
     train_elsa,
     train_multvae,
     train_sae,
@@ -62,13 +64,49 @@ def trained_elsa(split: Split, torch_device: torch.device) -> tuple[ELSA, list[d
 
 
 @pytest.fixture(scope="module")
-def trained_sae(split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
-                torch_device: torch.device) -> SparseAutoencoder:
+def sae_run(split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+            torch_device: torch.device) -> tuple[SparseAutoencoder, list[dict[str, float]]]:
     gen = torch.Generator().manual_seed(99)
     sae, history = train_sae(trained_elsa[0], split.train, split.val, SAE_CFG, torch_device,
                              gen, progress=False)
     assert 1 <= len(history) <= SAE_CFG.max_epochs
-    return sae
+    return sae, history
+
+
+@pytest.fixture(scope="module")
+def trained_sae(sae_run: tuple[SparseAutoencoder, list[dict[str, float]]]
+                ) -> SparseAutoencoder:
+    return sae_run[0]
+
+
+def test_fidelity_is_one_for_the_reference_and_less_for_another_ranking(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+        torch_device: torch.device) -> None:
+    elsa = trained_elsa[0]
+    inputs = split.val.input
+    reference = top_matrix(elsa, inputs, torch_device)
+    assert reference.shape == inputs.shape
+    assert (np.diff(reference.indptr) == 20).all()
+    assert reference.multiply(inputs).nnz == 0                   # inputs are never ranked
+    assert fidelity(elsa, inputs, reference, torch_device) == pytest.approx(1.0)
+    pop = Popularity(split.train).scores
+    assert 0.0 < fidelity(pop, inputs, reference, torch_device) < 0.9
+
+
+def test_sae_stops_early_on_fidelity_and_restores_its_best(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+        sae_run: tuple[SparseAutoencoder, list[dict[str, float]]],
+        torch_device: torch.device) -> None:
+    """The SAE is chosen by how well the nested model keeps ELSA's top 20 for the
+    validation users; their held-out nDCG@20 is recorded beside it."""
+    elsa = trained_elsa[0]
+    sae, history = sae_run
+    assert all({"val_fidelity@20", "val_ndcg@20"} <= set(h) for h in history)
+    curve = [h["val_fidelity@20"] for h in history]
+    reference = top_matrix(elsa, split.val.input, torch_device)
+    nested = Recommender(elsa, sae)
+    assert fidelity(nested, split.val.input, reference, torch_device) == pytest.approx(
+        max(curve), abs=1e-9)
 
 
 def test_elsa_beats_popularity(split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
