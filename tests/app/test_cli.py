@@ -20,6 +20,7 @@ from click.testing import CliRunner
 import models.config
 from app.cli import main
 from models.bundle import load_bundle
+from models.concepts import KNOB_NEURONS
 from models.config import ELSAConfig, SAEConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,20 +204,28 @@ def test_knobs_train_on_ml_latest_small(tmp_path: Path, real_data_dir: Path) -> 
     assert q["elsa+sae"]["dead_fraction"] < 0.5
     toy = b.catalog.set_index("item").loc[1]
     assert toy["title"] == "Toy Story" and toy["directors"] == ["John Lasseter"]
-    # labelled knobs: every live neuron has a label; a knob labelled "animation" lifts
-    # mostly animated films
+    # labelled knobs: every live neuron has a label; the "animation" concept knob (what
+    # "add a knob" moves) lifts animated films, and so, far above their share of the
+    # catalogue (7%), do neurons labelled "animation" (their label is read from the items
+    # that activate them, not from what they lift: 8-10 of 20 animated for the best of
+    # them in the bundles trained so far; a random neuron lifts about 1)
     c = b.concepts
     assert (c.label[c.live] >= 0).all() and q["labels"]["live"] == int(c.live.sum())
     assert c.kinds[c.concept("alfred hitchcock")] == "director"
     assert c.kinds[c.concept("tom hanks")] == "tag"  # directed 1 film, tagged on many
     anim = c.concept("animation")
+    genres = b.catalog["genres"]
+    rows = b.sae.W_dec @ b.elsa.A.T
+
+    def animated(row: torch.Tensor) -> int:
+        return sum("Animation" in genres[int(i)] for i in row.topk(20).indices)
+
+    knob = torch.as_tensor(c.neurons_for(anim, "lifts", KNOB_NEURONS))
+    assert animated(rows[knob].mean(dim=0)) >= 15
     labelled = np.flatnonzero(c.label == anim)
     assert len(labelled) > 0
-    genres = b.catalog["genres"]
-    animated = [sum("Animation" in genres[int(i)]
-                    for i in (b.sae.W_dec[n] @ b.elsa.A.T).topk(20).indices)
-                for n in labelled]
-    assert max(animated) >= 10, animated
+    lifted = [animated(rows[n]) for n in labelled]
+    assert max(lifted) >= 6, lifted
 
 
 def test_the_container_pins_the_same_torch_and_runs_migrations_first() -> None:
