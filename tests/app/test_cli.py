@@ -323,6 +323,14 @@ def test_a_worker_that_dies_is_replaced(bundle_dir: Path, tmp_path: Path) -> Non
     try:
         first = _wait_for_workers(proc, port, 2)
         assert len(first) == 2
+        # both must be serving (a worker that dies before it serves is a failed start,
+        # which stops the server): each listens once its app has started, and tells
+        # the parent right after
+        deadline = time.time() + 60
+        while listening(port) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        assert listening(port) == 2
+        time.sleep(1.0)
         os.kill(min(first), 9)
         deadline = time.time() + 60
         while time.time() < deadline:
