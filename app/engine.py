@@ -304,21 +304,14 @@ class Engine:
         return row
 
     def rows(self, neurons: Sequence[int]) -> torch.Tensor:
-        """R[n] for the given neurons: [len(neurons), items], computed once per neuron
-        (`latent_rows` is no_grad: no decorator here, on the hot path)."""
-        found: dict[int, torch.Tensor] = {}
-        for n in neurons:
-            row = self._rows.get(n)
-            if row is not None:
-                found[n] = row
-        missing = sorted(set(neurons) - set(found))
+        """R[n] for the given neurons: [len(neurons), items]; the ones not cached yet are
+        computed in one product, then all are read through `row`'s cache."""
+        missing = [n for n in dict.fromkeys(neurons) if self._rows.get(n) is None]
         if missing:
-            fresh = latent_rows(self.elsa, self.sae,
-                                torch.tensor(missing, device=self.device))
+            fresh = latent_rows(self.elsa, self.sae, torch.tensor(missing, device=self.device))
             for n, r in zip(missing, fresh, strict=True):
                 self._rows.put(n, r)
-                found[n] = r
-        return torch.stack([found[n] for n in neurons]) if neurons else torch.zeros(
+        return torch.stack([self.row(n) for n in neurons]) if neurons else torch.zeros(
             0, self.n_items, device=self.device)
 
     def knob_row(self, neurons: tuple[int, ...]) -> torch.Tensor:

@@ -5,12 +5,12 @@ In each of K folds one ELSA is trained (taught by EASE, the shipped defaults); S
 that differ in width h and active latents k (the refit's candidates stay 2k) are trained
 on it with the same seed and compared on the same test users: nDCG@20 and Recall@20 kept
 (paired per-user difference to ELSA), reconstruction cosine, dead latents, label coverage
-and median precision (models.concepts), and Knobs' concept knobs (top-10 by lift) on the
-steering protocol (models.steer_eval: best segment gain keeping >= 90% personal).
+and median precision (models.concepts), and Knobs' concept knobs (the top KNOB_NEURONS by
+lift) on the steering protocol (models.steer_eval: best segment gain keeping >= 90% personal).
 Writes reports/sae_variants.{json,md}.
 
     .venv/bin/python -m benchmarks.sae_variants [--dataset ml-latest-small] [--folds 5]
-      [--variants k48,h2048] [--device auto]
+      [--variants k48,h2048] [--ranking-only] [--device auto]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import REPO, elsa_folds, fmt_paired, sae_on_fold, sae_row, write_reports
-from models.concepts import build_vocabulary
+from models.concepts import KNOB_NEURONS, build_vocabulary
 from models.config import SAEConfig, defaults_for
 from models.data.datasets import load_dataset
 from models.evaluate import machine_info
@@ -147,7 +147,8 @@ def markdown(report: dict[str, Any]) -> list[str]:
              f"{report['elsa']['ndcg@20']:.4f}), on {report['device']}. One ELSA per fold; "
              "each row an SAE on it (same seed) that differs in h and k (refit candidates "
              "2k). Kept: ELSA+SAE / ELSA. Labels: coverage = share of live neurons whose "
-             "label precision is >= 0.2. Steering: concept knobs (top-10 by lift), best "
+             "label precision is >= 0.2. Steering: concept knobs "
+             f"(top-{KNOB_NEURONS} by lift), best "
              "segment gain keeping >= 90% personal nDCG@20. s/fold: SAE training.", "",
              "| SAE | h | k | nDCG kept | Recall kept | paired nDCG diff [95% CI] | cosine "
              "| dead | label coverage | median precision | steering (alpha) | s/fold |",

@@ -251,8 +251,8 @@ def best_point(curve: list[dict[str, float]]) -> dict[str, float] | None:
             "personal_kept": p["personal"] / base["personal"]}
 
 
-def mean_curves(results: list[FoldCurves], methods: tuple[str, ...], alphas: tuple[float, ...]
-            ) -> dict[str, list[dict[str, float]]]:
+def mean_curves(results: list[FoldCurves], methods: tuple[str, ...],
+                alphas: tuple[float, ...]) -> dict[str, list[dict[str, float]]]:
     """Per method, the mean (and SE) over all steered users of each alpha's nDCG@20s."""
     curves: dict[str, list[dict[str, float]]] = {}
     for method in methods:

@@ -145,11 +145,11 @@ def top_matrix(model: Callable[[torch.Tensor], torch.Tensor], inputs: sp.csr_mat
                          shape=inputs.shape)
 
 
-def fidelity(model: Callable[[torch.Tensor], torch.Tensor], inputs: sp.csr_matrix,
-             reference: sp.csr_matrix, device: torch.device, k: int = 20) -> float:
-    """Knobs: how well `model` keeps a reference ranking: mean nDCG@k of its top k with
-    the reference's top k (`top_matrix`) as the relevant items; 1 when they agree."""
-    _, ndcg = recall_ndcg_at_k(rank(model, inputs, device, k), reference, k)
+def fidelity(ranked: np.ndarray, reference: sp.csr_matrix) -> float:
+    """Knobs: how well a ranking keeps a reference one: mean nDCG@k of `ranked` ([users, k],
+    a model's top k by `rank`) with the reference's top k (`top_matrix`, same users) as
+    the relevant items; 1 when they agree."""
+    _, ndcg = recall_ndcg_at_k(ranked, reference, ranked.shape[1])
     return float(np.nanmean(ndcg))
 
 
@@ -462,9 +462,11 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     # at a chance peak in its first epochs (README "Choices for small data")
     reference = top_matrix(Recommender(backbone), val.input, device)
 
-    def validate() -> dict[str, float]:
-        return {"val_fidelity@20": fidelity(nested, val.input, reference, device),
-                "val_ndcg@20": _val_ndcg(nested, val, device)}
+    def validate() -> dict[str, float]:             # one ranking, both numbers
+        ranked = rank(nested, val.input, device)
+        _, ndcg = recall_ndcg_at_k(ranked, val.target)
+        return {"val_fidelity@20": fidelity(ranked, reference),
+                "val_ndcg@20": float(np.nanmean(ndcg))}
 
     history = _fit("sae", sae, nested, validate, "val_fidelity@20", cfg.max_epochs,
                    cfg.patience, epoch, progress)

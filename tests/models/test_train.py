@@ -21,12 +21,14 @@ from models.recommender import Recommender
 from models.sae import SparseAutoencoder, TopKSAE
 from models.train import (
     EarlyStopping,
+    _fit,
     elsa_teacher,
     embed_rows,
     evaluate_heldout,
     fidelity,
     make_sae,
     minibatches,
+    rank,
     resolve_device,
     sae_training_vectors,
     select_ease,
@@ -88,9 +90,9 @@ def test_fidelity_is_one_for_the_reference_and_less_for_another_ranking(
     assert reference.shape == inputs.shape
     assert (np.diff(reference.indptr) == 20).all()
     assert reference.multiply(inputs).nnz == 0                   # inputs are never ranked
-    assert fidelity(elsa, inputs, reference, torch_device) == pytest.approx(1.0)
+    assert fidelity(rank(elsa, inputs, torch_device), reference) == pytest.approx(1.0)
     pop = Popularity(split.train).scores
-    assert 0.0 < fidelity(pop, inputs, reference, torch_device) < 0.9
+    assert 0.0 < fidelity(rank(pop, inputs, torch_device), reference) < 0.9
 
 
 def test_sae_stops_early_on_fidelity_and_restores_its_best(
@@ -102,11 +104,35 @@ def test_sae_stops_early_on_fidelity_and_restores_its_best(
     elsa = trained_elsa[0]
     sae, history = sae_run
     assert all({"val_fidelity@20", "val_ndcg@20"} <= set(h) for h in history)
-    curve = [h["val_fidelity@20"] for h in history]
+    best = history[int(np.argmax([h["val_fidelity@20"] for h in history]))]
     reference = top_matrix(elsa, split.val.input, torch_device)
     nested = Recommender(elsa, sae)
-    assert fidelity(nested, split.val.input, reference, torch_device) == pytest.approx(
-        max(curve), abs=1e-9)
+    assert fidelity(rank(nested, split.val.input, torch_device), reference) == pytest.approx(
+        best["val_fidelity@20"], abs=1e-9)
+    assert ndcg(nested, split.val, torch_device) == pytest.approx(best["val_ndcg@20"],
+                                                                  abs=1e-9)
+
+
+def test_fit_restores_the_epoch_its_selected_metric_liked_best() -> None:
+    """_fit keeps the state of the epoch where `select` peaked, not where another
+    recorded metric did (the SAE records held-out nDCG@20 beside its fidelity)."""
+    module = torch.nn.Linear(1, 1, bias=False)
+    fid, held_out = [0.1, 0.4, 0.3, 0.2, 0.2], [0.9, 0.1, 0.1, 0.1, 0.1]
+
+    def run_epoch(epoch: int) -> float:
+        with torch.no_grad():
+            module.weight.fill_(float(epoch))
+        return 0.0
+
+    epoch = {"now": -1}
+
+    def validate() -> dict[str, float]:
+        epoch["now"] += 1
+        return {"fid": fid[epoch["now"]], "other": held_out[epoch["now"]]}
+
+    history = _fit("t", module, module, validate, "fid", 5, 3, run_epoch, False)
+    assert [h["fid"] for h in history] == fid and [h["other"] for h in history] == held_out
+    assert float(module.weight) == 1.0                  # fidelity's best epoch, not 0
 
 
 def test_elsa_beats_popularity(split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
