@@ -132,7 +132,7 @@ def test_fit_restores_the_epoch_its_selected_metric_liked_best() -> None:
 
     history = _fit("t", module, module, validate, "fid", 5, 3, run_epoch, False)
     assert [h["fid"] for h in history] == fid and [h["other"] for h in history] == held_out
-    assert float(module.weight) == 1.0                  # fidelity's best epoch, not 0
+    assert module.weight.item() == 1.0                  # fidelity's best epoch, not 0
 
 
 def test_elsa_beats_popularity(split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
