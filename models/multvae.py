@@ -37,12 +37,33 @@ class MultVAE(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.tanh(self.enc_hidden(self.drop(F.normalize(x, dim=-1))))
+        if x.is_sparse:
+            h = torch.tanh(self._hidden_of_sparse(x))
+        else:
+            h = torch.tanh(self.enc_hidden(self.drop(F.normalize(x, dim=-1))))
         mu, logvar = self.enc_out(h).chunk(2, dim=-1)
         return mu, logvar
 
+    def _hidden_of_sparse(self, x: torch.Tensor) -> torch.Tensor:
+        """The first layer on a sparse COO batch without densifying it: the L2
+        normalisation scales the stored values, the product touches only them. Dropout
+        acts on the dense input, so this is for eval mode (embedding histories)."""
+        if self.training and self.drop.p > 0:
+            raise ValueError("MultVAE takes sparse input in eval mode only (input dropout "
+                             "needs the dense history); call .eval() first")
+        x = x.coalesce()
+        rows, values = x.indices()[0], x.values()
+        norms = torch.zeros(x.shape[0], dtype=values.dtype, device=values.device)
+        norms.index_add_(0, rows, values * values)
+        scaled = torch.sparse_coo_tensor(x.indices(), values / norms.sqrt().clamp_min(1e-12)[rows],
+                                         x.shape, is_coalesced=True, check_invariants=False)
+        # the product wants a row-major [items, hidden] operand, not the weight's view
+        weight = self.enc_hidden.weight.T.contiguous()
+        return torch.sparse.mm(scaled, weight) + self.enc_hidden.bias
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [batch, items] -> mu: [batch, d] (dropout only in training mode)."""
+        """x: [batch, items], dense or (eval mode) sparse -> mu: [batch, d] (dropout only
+        in training mode)."""
         return self._encode(x)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

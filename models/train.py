@@ -332,12 +332,12 @@ def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
 def embed_rows(backbone: ELSA | MultVAE, matrix: sp.csr_matrix, device: torch.device,
                batch_size: int = 1024) -> torch.Tensor:
     """Backbone embeddings of every row of `matrix`: [rows, d] on `device`, batch_size rows
-    at a time. ELSA's encoder is linear, so its batches stay sparse (x A without
-    densifying the histories)."""
+    at a time. The batches stay sparse: both backbones' first layers are products with
+    the history (x A; MultVAE's normalised x times its first weight), computed on the
+    stored entries only."""
     backbone.eval()
-    rows = sparse_rows if isinstance(backbone, ELSA) else dense_rows
-    out = [backbone.encode(rows(matrix, np.arange(s, min(s + batch_size, matrix.shape[0])),
-                                device))
+    out = [backbone.encode(sparse_rows(matrix, np.arange(s, min(s + batch_size,
+                                                                matrix.shape[0])), device))
            for s in range(0, matrix.shape[0], batch_size)]
     return torch.cat(out) if out else torch.zeros(0, backbone.d, device=device)
 

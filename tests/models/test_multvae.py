@@ -57,3 +57,19 @@ def test_input_scale_does_not_matter_in_eval(vae: MultVAE,
 def test_rejects_empty_shapes() -> None:
     with pytest.raises(ValueError, match="MultVAE"):
         MultVAE(0, 4)
+
+
+def test_sparse_input_encodes_as_the_dense_history(vae: MultVAE,
+                                                   generator: torch.Generator) -> None:
+    x = history(generator, batch=7)
+    x[3] = 0.0                                                  # an empty history too
+    vae.eval()
+    torch.testing.assert_close(vae.encode(x.to_sparse()), vae.encode(x))
+    torch.testing.assert_close(vae.encode((2.0 * x).to_sparse()), vae.encode(x))
+
+
+def test_sparse_input_is_refused_in_training_mode(vae: MultVAE,
+                                                  generator: torch.Generator) -> None:
+    vae.train()
+    with pytest.raises(ValueError, match="eval mode"):
+        vae.encode(history(generator).to_sparse())
