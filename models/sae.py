@@ -7,7 +7,7 @@ u^ = mean(u) + std(u) (e W_dec + b_dec)     decoder rows W_dec[n] of unit norm
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +118,44 @@ class SparseAutoencoder(nn.Module):
             g.sub_((g * self.W_dec).sum(dim=1, keepdim=True) * self.W_dec)
 
 
+class _ChosenLatents(torch.autograd.Function):
+    """ReLU(centered W_enc[:, j] + b_enc[j]) for each vector's chosen latents j, read off
+    the dense pre-activations `pre` (already computed to choose them), with the gradient
+    that product has: only the chosen columns of W_enc and entries of b_enc receive one,
+    computed as a sparse [h, batch] x [batch, d] product (no [batch, k, d] temporary)."""
+
+    @staticmethod
+    def forward(ctx: Any, centered: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor,
+                pre: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """centered: [batch, d] (u~ - b_dec); w_enc: [d, h]; b_enc: [h];
+        pre: [batch, h] after the ReLU; indices: [batch, k] -> values [batch, k]."""
+        values = pre.gather(-1, indices)
+        ctx.save_for_backward(centered, w_enc, indices, values)
+        return values
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        centered, w_enc, indices, values = ctx.saved_tensors
+        grad = grad * (values > 0)                                       # the ReLU
+        batch, k = indices.shape
+        flat, flat_grad = indices.reshape(-1), grad.reshape(-1)
+        g_centered = g_w = g_b = None
+        rows = torch.arange(batch, device=grad.device).repeat_interleave(k)
+        if ctx.needs_input_grad[0]:          # sum_j grad_j W_enc[:, j]
+            by_vector = torch.sparse_coo_tensor(torch.stack([rows, flat]), flat_grad,
+                                                (batch, w_enc.shape[1]),
+                                                check_invariants=False).coalesce()
+            g_centered = torch.sparse.mm(by_vector, w_enc.T)
+        if ctx.needs_input_grad[1]:          # column j: sum over vectors of grad_j centered
+            by_latent = torch.sparse_coo_tensor(torch.stack([flat, rows]), flat_grad,
+                                                (w_enc.shape[1], batch),
+                                                check_invariants=False).coalesce()
+            g_w = torch.sparse.mm(by_latent, centered).T
+        if ctx.needs_input_grad[2]:
+            g_b = grad.new_zeros(w_enc.shape[1]).index_add_(0, flat, flat_grad)
+        return g_centered, g_w, g_b, None, None
+
+
 class TopKSAE(SparseAutoencoder):
     """Keeps the k largest pre-activations of each vector, zeroes the rest (§4).
 
@@ -148,18 +186,17 @@ class TopKSAE(SparseAutoencoder):
     def forward(self, u: torch.Tensor) -> SAEOutput:
         """Eval mode: `encode` (refit included), then `decode`. Training mode: the same
         function as `SparseAutoencoder.forward` with the same gradients, computed on the
-        chosen latents only: the dense pre-activations pick each vector's k latents
-        outside the autograd graph, then their values and the reconstruction touch only
-        those k columns of W_enc and k rows of W_dec (a step takes ~30% less CPU time at
-        h = 4096, k = 32)."""
+        chosen latents only: the dense pre-activations pick each vector's k latents and
+        give their values outside the autograd graph (`_ChosenLatents` supplies the
+        gradient), and the reconstruction touches only those k rows of W_dec."""
         if not self.training:
             return super().forward(u)
         s = standardize(u)
         centered = s.u_std - self.b_dec
         with torch.no_grad():
-            indices = self.pre_activation(s.u_std).topk(self.k, dim=-1).indices
-        columns = F.embedding(indices, self.W_enc.T)                        # [batch, k, d]
-        values = torch.relu((columns * centered.unsqueeze(1)).sum(-1) + self.b_enc[indices])
+            pre = self.pre_activation(s.u_std)
+            indices = pre.topk(self.k, dim=-1).indices
+        values = _ChosenLatents.apply(centered, self.W_enc, self.b_enc, pre, indices)
         decoded = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
         code = torch.zeros(u.shape[0], self.h, dtype=values.dtype,
                            device=values.device).scatter(-1, indices, values)

@@ -247,7 +247,7 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
     elif teacher is not None:
         raise ValueError("a teacher was passed but ELSAConfig.teacher is 'none'")
     model = ELSA(train.shape[1], cfg.d, generator).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), fused=True)
     dev_gen = child_generator(generator, device)
     # Without input dropout every epoch sees the same inputs: the teacher's scores of the
     # training users are computed once (where they fit in 200 MB); otherwise B goes to the
@@ -303,7 +303,7 @@ def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(torch_seed)  # nn.Linear init and dropout draw from the global rng
         model = MultVAE(train.shape[1], cfg.d, cfg.dropout).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     dev_gen = child_generator(generator, device)
     state = {"beta": 0.0}
 
@@ -438,7 +438,7 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     sae = make_sae(vectors.shape[1], cfg, generator).to(device)
     if cfg.init_b_dec:
         sae.init_decoder_bias_(vectors)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=True)
     recon_loss = cosine_loss if cfg.loss == "cosine" else l2_loss
     log.info("SAE: %d training vectors of width %d", vectors.shape[0], vectors.shape[1])
 
