@@ -59,7 +59,11 @@ class SAEConfig:
     max_epochs: int = 25
     """Upper bound on epochs over the (augmented) training vectors."""
     patience: int = 5
-    """Epochs without a better validation nDCG@20 of the nested model before stopping."""
+    """Epochs without a better validation fidelity of the nested model (models.train
+    `fidelity`) before stopping; the best epoch's state is restored."""
+    min_delta: float = 0.0
+    """An epoch's validation fidelity is better only when it beats the best so far by
+    more than this (0: any gain counts)."""
     subsamples_per_user: int = 0
     """Knobs augmentation: embeddings of this many random sub-samples of each training
     history are added to the training vectors (0: the users' full histories only)."""
@@ -149,6 +153,7 @@ def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
         elsa=ELSAConfig(d=512, lr=1e-3, batch_size=64, max_epochs=60, patience=10,
                         teacher="ease"),
         sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=256, max_epochs=20, patience=4,
+                      min_delta=1e-3,
                       subsamples_per_user=32, mix=0.5, resample=True, item_onehots=True,
                       init_b_dec=True, refine_steps=50, refine_candidates=64),
         multvae=MultVAEConfig(d=256, batch_size=128, max_epochs=100, patience=15,

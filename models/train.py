@@ -98,16 +98,18 @@ def evaluate_heldout(model: Callable[[torch.Tensor], torch.Tensor], heldout: Hel
 
 @dataclass
 class EarlyStopping:
-    """Keeps a copy of the best state; `update` returns True when patience ran out."""
+    """Keeps a copy of the best state; `update` returns True when patience ran out. An
+    epoch is better only when its metric beats the best by more than `min_delta`."""
 
     patience: int
+    min_delta: float = 0.0
     best: float = float("-inf")
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     _bad: int = 0
 
     def update(self, metric: float, epoch: int, module: torch.nn.Module) -> bool:
-        if metric > self.best:
+        if metric > self.best + self.min_delta:
             self.best, self.best_epoch, self._bad = metric, epoch, 0
             self.best_state = copy.deepcopy(module.state_dict())
             return False
@@ -155,10 +157,12 @@ def fidelity(ranked: np.ndarray, reference: sp.csr_matrix) -> float:
 
 def _fit(name: str, module: torch.nn.Module, scorer: torch.nn.Module,
          validate: Callable[[], dict[str, float]], select: str, max_epochs: int,
-         patience: int, run_epoch: Callable[[int], float], progress: bool) -> History:
+         patience: int, run_epoch: Callable[[int], float], progress: bool,
+         min_delta: float = 0.0) -> History:
     """The shared epoch loop: train one epoch, validate (`validate` in eval mode; its
-    `select` entry decides), stop early, restore the best."""
-    stopper = EarlyStopping(patience)
+    `select` entry decides, a gain of more than `min_delta` counting), stop early,
+    restore the best."""
+    stopper = EarlyStopping(patience, min_delta)
     history: History = []
     bar = tqdm(range(max_epochs), desc=f"train {name}", disable=not progress, leave=False)
     for epoch in bar:
@@ -312,8 +316,9 @@ def train_multvae(train: sp.csr_matrix, val: HeldOut, cfg: MultVAEConfig,
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator).item()))
             for idx in minibatches(train.shape[0], cfg.batch_size, generator):
-                x = dense_rows(train, idx, device)
-                out = model(x, generator=dev_gen)
+                batch = sparse_rows(train, idx, device)    # the encoder reads it sparse,
+                x = batch.to_dense()                       # the loss dense
+                out = model(batch, generator=dev_gen)
                 loss = multinomial_nll(out.logits, x) + state["beta"] * gaussian_kl(
                     out.mu, out.logvar)
                 opt.zero_grad(set_to_none=True)
@@ -469,5 +474,5 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
                 "val_ndcg@20": float(np.nanmean(ndcg))}
 
     history = _fit("sae", sae, nested, validate, "val_fidelity@20", cfg.max_epochs,
-                   cfg.patience, epoch, progress)
+                   cfg.patience, epoch, progress, cfg.min_delta)
     return sae, history

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.multvae import MultVAE
+from models.multvae import MultVAE, normalize_rows, sparse_dropout
 from models.recommender import Recommender
 
 
@@ -68,8 +68,27 @@ def test_sparse_input_encodes_as_the_dense_history(vae: MultVAE,
     torch.testing.assert_close(vae.encode((2.0 * x).to_sparse()), vae.encode(x))
 
 
-def test_sparse_input_is_refused_in_training_mode(vae: MultVAE,
-                                                  generator: torch.Generator) -> None:
+def test_sparse_training_input_drops_stored_entries_only(vae: MultVAE,
+                                                         generator: torch.Generator) -> None:
+    """In training mode a sparse batch is dropped out entry by entry: about half of the
+    history survives, scaled by 2, and the same seed gives the same draw."""
+    x = history(generator, batch=50).to_sparse()
+    torch.manual_seed(1)
+    dropped = sparse_dropout(normalize_rows(x), 0.5)
+    kept = dropped.values() != 0
+    assert 0.4 < kept.float().mean() < 0.6
+    torch.testing.assert_close(dropped.values()[kept], 2 * normalize_rows(x).values()[kept])
+    torch.manual_seed(1)
+    assert torch.equal(sparse_dropout(normalize_rows(x), 0.5).values(), dropped.values())
     vae.train()
-    with pytest.raises(ValueError, match="eval mode"):
-        vae.encode(history(generator).to_sparse())
+    torch.manual_seed(2)
+    a = vae(x, generator=generator)
+    assert a.logits.shape == (50, 40)
+    a.logits.sum().backward()
+    assert vae.enc_hidden.weight.grad is not None
+    assert vae.enc_hidden.weight.grad.shape == (40, 18)
+
+
+def test_rejects_a_dropout_of_one() -> None:
+    with pytest.raises(ValueError, match="dropout"):
+        MultVAE(40, 6, dropout=1.0)

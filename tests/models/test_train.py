@@ -405,6 +405,27 @@ def test_early_stopping_unit() -> None:
     assert (stop.best, stop.best_epoch) == (0.5, 0)
 
 
+def test_early_stopping_counts_only_gains_above_min_delta() -> None:
+    """Gains of at most min_delta are not better epochs: their state is not kept and they
+    use up patience."""
+    module = torch.nn.Linear(2, 1)
+    stop = EarlyStopping(patience=2, min_delta=0.01)
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+    assert not stop.update(0.90, 0, module)
+    with torch.no_grad():
+        module.weight.fill_(2.0)
+    assert not stop.update(0.905, 1, module)                    # +0.005: not better
+    assert stop.update(0.909, 2, module)                        # second epoch without
+    stop.restore(module)
+    assert torch.equal(module.weight, torch.ones(1, 2))
+    assert (stop.best, stop.best_epoch) == (0.90, 0)
+    again = EarlyStopping(patience=2, min_delta=0.01)
+    assert not again.update(0.90, 0, module)
+    assert not again.update(0.95, 1, module)                    # +0.05: better
+    assert again.best_epoch == 1
+
+
 def test_resolve_device() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in ("cpu", "cuda")
