@@ -145,7 +145,9 @@ def summarize(results: list[FoldResult], data: Interactions, cfg: TrainConfig, f
         n_mean, n_se = mean_se(ndcg[m])
         models[m] = {"recall@20": r_mean, "recall@20_se": r_se,
                      "ndcg@20": n_mean, "ndcg@20_se": n_se,
-                     "train_seconds_per_fold": float(np.mean([r.seconds[m] for r in results]))}
+                     "train_seconds_per_fold": float(np.mean([r.seconds[m] for r in results])),
+                     "recall@20_per_fold": [float(np.nanmean(r.recall[m])) for r in results],
+                     "ndcg@20_per_fold": [float(np.nanmean(r.ndcg[m])) for r in results]}
     for m in ("elsa+sae", "multvae+sae"):
         for key in ("cosine", "l0", "dead_fraction"):
             models[m][key] = float(np.mean([getattr(r.sae[m], key) for r in results]))
@@ -231,6 +233,11 @@ def write_markdown(report: dict[str, Any]) -> str:
               f"- ELSA+SAE keeps {100 * ratios['elsa+sae / elsa ndcg@20']:.1f}% of ELSA's "
               f"nDCG@20 and {100 * ratios['elsa+sae / elsa recall@20']:.1f}% of its "
               "Recall@20 (target >= 98.5%)",
+              "  - per fold, nDCG@20 / Recall@20: " + ", ".join(
+                  f"{100 * sn / en:.1f}% / {100 * sr / er:.1f}%" for sn, en, sr, er in zip(
+                      m["elsa+sae"]["ndcg@20_per_fold"], m["elsa"]["ndcg@20_per_fold"],
+                      m["elsa+sae"]["recall@20_per_fold"], m["elsa"]["recall@20_per_fold"],
+                      strict=True)),
               f"- reconstruction cosine {m['elsa+sae']['cosine']:.3f} (target >= 0.85), "
               f"dead latents {100 * m['elsa+sae']['dead_fraction']:.1f}% (target <= 10%)",
               f"- wall time {report['seconds'] / 60:.1f} min on {report['machine']['device']} "

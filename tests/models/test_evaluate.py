@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,6 +49,9 @@ def test_report_has_every_model_and_metric(report: dict[str, Any]) -> None:
         for key in ("recall@20", "ndcg@20", "recall@20_se", "ndcg@20_se"):
             assert math.isfinite(m[key]), (name, key)
         assert 0.0 <= m["recall@20"] <= 1.0 and 0.0 <= m["ndcg@20"] <= 1.0
+        assert len(m["ndcg@20_per_fold"]) == len(m["recall@20_per_fold"]) == 2
+        # folds of equal size: the overall mean is the mean of the fold means
+        assert m["ndcg@20"] == pytest.approx(np.mean(m["ndcg@20_per_fold"]), abs=1e-9)
     for name in ("elsa+sae", "multvae+sae"):
         m = report["models"][name]
         assert -1.0 <= m["cosine"] <= 1.0
@@ -87,6 +91,9 @@ def test_write_markdown_renders(report: dict[str, Any]) -> None:
     for pair in report["paired"]:
         assert f"| {pair} |" in md
     assert f"{report['models']['elsa']['ndcg@20']:.4f}" in md
+    m = report["models"]
+    kept = 100 * m["elsa+sae"]["ndcg@20_per_fold"][1] / m["elsa"]["ndcg@20_per_fold"][1]
+    assert "per fold, nDCG@20 / Recall@20: " in md and f"{kept:.1f}% / " in md
 
 
 def test_train_config_round_trips() -> None:
