@@ -41,10 +41,6 @@ class ItemsLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(hidden).uniform_(-bound, bound))
 
     @property
-    def in_features(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
     def out_features(self) -> int:
         return int(self.weight.shape[1])
 

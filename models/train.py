@@ -108,6 +108,13 @@ class EarlyStopping:
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     _bad: int = 0
 
+    def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError(f"early-stopping patience must be >= 1, got {self.patience}")
+        if not 0.0 <= self.min_delta < float("inf"):
+            raise ValueError(f"early-stopping min_delta must be a number >= 0, got "
+                             f"{self.min_delta}")
+
     def update(self, metric: float, epoch: int, module: torch.nn.Module) -> bool:
         if metric > self.best + self.min_delta:
             self.best, self.best_epoch, self._bad = metric, epoch, 0

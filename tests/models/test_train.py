@@ -426,6 +426,15 @@ def test_early_stopping_counts_only_gains_above_min_delta() -> None:
     assert again.best_epoch == 1
 
 
+@pytest.mark.parametrize(("patience", "min_delta", "field"),
+                         [(0, 0.0, "patience"), (3, -0.001, "min_delta"),
+                          (3, float("nan"), "min_delta")])
+def test_early_stopping_rejects_bad_settings(patience: int, min_delta: float,
+                                            field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        EarlyStopping(patience, min_delta)
+
+
 def test_resolve_device() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in ("cpu", "cuda")
