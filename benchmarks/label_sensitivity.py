@@ -25,7 +25,7 @@ from models.concepts import build_vocabulary, item_codes, map_concepts
 from models.data.datasets import load_dataset
 from models.pipeline import MIN_CONCEPT_ITEMS
 from models.sae import SparseAutoencoder, TopKSAE
-from models.train import embed_rows, make_sae
+from models.train import untrained_sae
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,12 +47,11 @@ def main() -> None:
     ds = load_dataset(b.config["dataset"])
     vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS)
     dev = torch.device("cpu")
-    untrained = make_sae(b.sae.d, b.train_config.sae, torch.Generator().manual_seed(1))
-    if b.train_config.sae.init_b_dec:
-        untrained.init_decoder_bias_(embed_rows(b.elsa, b.interactions.matrix, dev))
+    untrained = untrained_sae(b.elsa, b.interactions.matrix, b.train_config.sae, dev,
+                              torch.Generator().manual_seed(1))
     k = int(b.config["sae"]["k"])
     rows: list[dict[str, Any]] = []
-    for name, sae in (("trained", b.sae), ("untrained", untrained.eval())):
+    for name, sae in (("trained", b.sae), ("untrained", untrained)):
         readings: list[tuple[str, SparseAutoencoder]] = [(f"as served (k = {k})", sae)]
         readings += [(f"plain, k' = {kk}", with_k(sae, kk)) for kk in (16, 8, 4)]
         for reading, model in readings:

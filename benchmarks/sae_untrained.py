@@ -66,6 +66,8 @@ def main() -> None:
         for h in (4096, 16384):
             sae = make_sae(elsa.d, dataclasses.replace(cfg.sae, h=h), gen).to(device)
             sae.init_decoder_bias_(vectors)
+            if isinstance(sae, TopKSAE) and isinstance(trained, TopKSAE):
+                sae.set_refine_metric(trained.refine_metric)   # the same refit as trained
             saes[f"untrained h={h}"] = sae
         for kind, sae in saes.items():
             assert isinstance(sae, TopKSAE)

@@ -2,7 +2,8 @@
 
   config.json            format version, dataset, model shapes, training config, versions
   elsa.safetensors       A [items, d]
-  sae.safetensors        W_enc [d, h], b_enc [h], W_dec [h, d], b_dec [d]
+  sae.safetensors        W_enc [d, h], b_enc [h], W_dec [h, d], b_dec [d], and the refit's
+                         refine_metric [d, d] where config.json's sae.refine_metric is true
   interactions.safetensors  the dataset users' positives as CSR (indptr, indices) + ids
   catalog.jsonl          one item per line, in model order: id, title, year, genres, metadata
   quality.json           held-out metrics of this bundle's models (and label quality)
@@ -42,7 +43,11 @@ from models.data.interactions import Interactions, Vocabulary
 from models.elsa import ELSA
 from models.sae import BasicSAE, SparseAutoencoder, TopKSAE
 
-FORMAT_VERSION = 3  # 2: sae.refine_steps, sae.refine_candidates; 3: concepts.*
+FORMAT_VERSION = 4  # 2: sae.refine_steps, sae.refine_candidates; 3: concepts.*;
+#                    4: sae.refine_metric
+READS = (3, 4)
+"""Format versions this Knobs loads: a version 3 bundle is a version 4 one without a refit
+metric."""
 MANIFEST = "manifest.json"
 FILES = ("config.json", "elsa.safetensors", "sae.safetensors", "interactions.safetensors",
          "catalog.jsonl", "quality.json", "concepts.json", "concepts.safetensors")
@@ -142,7 +147,8 @@ def save_bundle(out: str | Path, *, dataset: str, elsa: ELSA, sae: SparseAutoenc
             "sae": {"kind": "topk" if isinstance(sae, TopKSAE) else "basic", "h": sae.h,
                     "k": getattr(sae, "k", None),
                     "refine_steps": getattr(sae, "refine_steps", 0),
-                    "refine_candidates": getattr(sae, "refine_candidates", 0)},
+                    "refine_candidates": getattr(sae, "refine_candidates", 0),
+                    "refine_metric": getattr(sae, "refine_metric", None) is not None},
             "train": train_config.to_dict(),
             "versions": {"torch": torch.__version__, "numpy": np.__version__},
             **(extra_config or {}),
@@ -203,6 +209,10 @@ def _read_json(path: Path) -> Any:
         raise BundleError(f"{path}: cannot be read as JSON ({exc})") from exc
 
 
+def _versions() -> str:
+    return " and ".join(str(v) for v in READS)
+
+
 def verify_manifest(path: Path) -> dict[str, Any]:
     """Check the manifest and every file's size and sha256; return the manifest."""
     if not path.is_dir():
@@ -213,9 +223,9 @@ def verify_manifest(path: Path) -> dict[str, Any]:
     manifest = _read_json(mpath)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise BundleError(f"{mpath}: manifest has no 'files' table")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READS:
         raise BundleError(f"{mpath}: format version {manifest.get('format_version')!r}, this "
-                          f"Knobs reads version {FORMAT_VERSION}; retrain the bundle")
+                          f"Knobs reads versions {_versions()}; retrain the bundle")
     files = manifest["files"]
     if set(files) != set(FILES):
         raise BundleError(f"{mpath}: lists {sorted(files)}, expected {sorted(FILES)}")
@@ -324,25 +334,35 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     path = Path(path)
     manifest = verify_manifest(path)
     config = _read_json(path / "config.json")
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+    if (not isinstance(config, dict) or config.get("format_version") not in READS
+            or config.get("format_version") != manifest.get("format_version")):
         raise BundleError(f"{path / 'config.json'}: format version "
                           f"{config.get('format_version') if isinstance(config, dict) else None!r}"
-                          f", this Knobs reads version {FORMAT_VERSION}; retrain the bundle")
+                          f" (manifest: {manifest.get('format_version')!r}), this Knobs reads "
+                          f"versions {_versions()}; retrain the bundle")
     try:
         n_items, d = int(config["n_items"]), int(config["elsa"]["d"])
         n_users = int(config["n_users"])
         kind, h, k = config["sae"]["kind"], int(config["sae"]["h"]), config["sae"]["k"]
         refine = (int(config["sae"]["refine_steps"]), int(config["sae"]["refine_candidates"]))
+        metric = config["sae"].get("refine_metric", False)
+        if not isinstance(metric, bool):
+            raise ValueError(f"sae.refine_metric {metric!r} is neither true nor false")
         train_config = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path / 'config.json'}: missing or invalid field ({exc})") from exc
     if kind not in ("topk", "basic"):
         raise BundleError(f"{path / 'config.json'}: sae.kind {kind!r} is neither 'topk' nor "
                           "'basic'")
+    if metric and kind != "topk":
+        raise BundleError(f"{path / 'config.json'}: sae.refine_metric is true, but only a "
+                          "TopK SAE refits")
     f32 = torch.float32
     a = _tensors(path / "elsa.safetensors", {"A": ((n_items, d), f32)})["A"]
     s = _tensors(path / "sae.safetensors", {"W_enc": ((d, h), f32), "b_enc": ((h,), f32),
-                                           "W_dec": ((h, d), f32), "b_dec": ((d,), f32)})
+                                           "W_dec": ((h, d), f32), "b_dec": ((d,), f32),
+                                           **({"refine_metric": ((d, d), f32)} if metric
+                                              else {})})
     inter = _tensors(path / "interactions.safetensors", {
         "indptr": ((n_users + 1,), torch.int64), "indices": ((-1,), torch.int64),
         "user_ids": ((n_users,), torch.int64), "item_ids": ((n_items,), torch.int64)})
@@ -373,6 +393,11 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
                                   if kind == "topk" else BasicSAE(d, h))
     except ValueError as exc:
         raise BundleError(f"{path / 'config.json'}: invalid SAE settings ({exc})") from exc
+    if metric and isinstance(sae, TopKSAE):
+        try:
+            sae.set_refine_metric(s["refine_metric"])
+        except ValueError as exc:
+            raise BundleError(f"{path / 'sae.safetensors'}: {exc}") from exc
     sae.load_state_dict(s)
     elsa.to(device).eval()
     sae.to(device).eval()

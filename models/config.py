@@ -86,6 +86,11 @@ class SAEConfig:
     """Knobs (TopK, with refine_steps): the encoder proposes this many latents (its largest
     pre-activations), NNLS fits them, the k largest fits are kept and refitted.
     0: refit the encoder's own top k."""
+    refine_metric: Literal["none", "top-items"] = "none"
+    """Knobs (TopK over ELSA, with refine_steps): what the refit's least squares measure.
+    "none": the error of the standardised embedding. "top-items": the error of the item
+    scores it decodes to, each item weighted by how many training users have it in the
+    backbone's own top 20 (models.train.score_metric): the scores a ranking reads."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,8 @@ def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
         sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=256, max_epochs=20, patience=4,
                       min_delta=1e-3,
                       subsamples_per_user=32, mix=0.5, resample=True, item_onehots=True,
-                      init_b_dec=True, refine_steps=50, refine_candidates=64),
+                      init_b_dec=True, refine_steps=50, refine_candidates=64,
+                      refine_metric="top-items"),
         multvae=MultVAEConfig(d=256, batch_size=128, max_epochs=100, patience=15,
                               beta_step=1e-4, beta_cap=0.2),
         seed=seed,

@@ -163,6 +163,12 @@ class TopKSAE(SparseAutoencoder):
     values by non-negative least squares over the encoder's candidates (see `encode`,
     `refit`); in training mode the code is the plain encoder's, so training is the
     paper's. Either way the code is k-sparse and non-negative.
+
+    Knobs: the least squares measure the residual r = (u~ - b_dec) - e W_dec[S] as
+    r M r^T with `refine_metric` M [d, d] (symmetric positive semi-definite) when one is
+    set (`set_refine_metric`), plainly (M = I) when not. For ELSA, M = A^T diag(w) A makes
+    it the weighted error of the item scores r A^T, which is what the ranking reads
+    (models.train.score_metric).
     """
 
     def __init__(self, d: int, h: int, k: int, generator: torch.Generator | None = None,
@@ -178,6 +184,35 @@ class TopKSAE(SparseAutoencoder):
         self.k = k
         self.refine_steps = refine_steps
         self.refine_candidates = refine_candidates
+        self.refine_metric: torch.Tensor | None
+        self.register_buffer("refine_metric", None)
+        self._metric_rows: tuple[tuple[int, ...], torch.Tensor] | None = None
+
+    def set_refine_metric(self, metric: torch.Tensor | None) -> None:
+        """Measure the refit's residual with `metric` [d, d] (symmetric, positive
+        semi-definite, finite), or plainly with None. The metric is a buffer: it is saved
+        with the weights."""
+        if metric is not None:
+            if metric.shape != (self.d, self.d):
+                raise ValueError(f"refine metric must be [{self.d}, {self.d}], got "
+                                 f"{list(metric.shape)}")
+            if not bool(torch.isfinite(metric).all()) or not torch.allclose(
+                    metric, metric.T, rtol=1e-4, atol=1e-6 * float(metric.abs().max())):
+                raise ValueError("refine metric must be finite and symmetric")
+            metric = metric.detach().to(self.W_dec.device, self.W_dec.dtype).clone()
+        self.refine_metric = metric
+        self._metric_rows = None
+
+    def weighted_decoder(self) -> torch.Tensor:
+        """W_dec M [h, d] (W_dec without a metric), cached while neither changes."""
+        if self.refine_metric is None:
+            return self.W_dec
+        w, m = self.W_dec, self.refine_metric
+        key = (w.data_ptr(), w._version, m.data_ptr(), m._version)
+        if self._metric_rows is None or self._metric_rows[0] != key:
+            with torch.no_grad():
+                self._metric_rows = (key, w @ m)
+        return self._metric_rows[1]
 
     def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         values, indices = pre.topk(self.k, dim=-1)
@@ -216,8 +251,9 @@ class TopKSAE(SparseAutoencoder):
         pre = self.pre_activation(s.u_std)
         values, indices = pre.topk(max(self.k, self.refine_candidates), dim=-1)
         rows = self.W_dec[indices]                                    # [batch, m, d]
-        gram = rows @ rows.transpose(1, 2)                            # [batch, m, m]
-        rhs = (rows @ (s.u_std - self.b_dec).unsqueeze(-1)).squeeze(-1)  # [batch, m]
+        weighted = rows if self.refine_metric is None else self.weighted_decoder()[indices]
+        gram = weighted @ rows.transpose(1, 2)                        # [batch, m, m]
+        rhs = (weighted @ (s.u_std - self.b_dec).unsqueeze(-1)).squeeze(-1)  # [batch, m]
         values = self.refit(gram, rhs, values)
         if indices.shape[-1] > self.k:
             # keep the k largest fits and refit on the sub-problem: its Gram matrix and
@@ -233,8 +269,9 @@ class TopKSAE(SparseAutoencoder):
     def refit(self, gram: torch.Tensor, rhs: torch.Tensor,
               values: torch.Tensor) -> torch.Tensor:
         """Knobs: the non-negative least-squares values of the chosen latents S,
-        argmin_{e >= 0} ||(u~ - b_dec) - e W_dec[S]||^2, given the support's Gram matrix
-        `gram` = W_dec[S] W_dec[S]^T and `rhs` = W_dec[S] (u~ - b_dec), by `refine_steps`
+        argmin_{e >= 0} ||(u~ - b_dec) - e W_dec[S]||_M^2, given the support's Gram matrix
+        `gram` = W_dec[S] M W_dec[S]^T and `rhs` = W_dec[S] M (u~ - b_dec) (M the
+        `refine_metric`, the identity without one), by `refine_steps`
         projected-gradient steps of size 1/L (L the largest eigenvalue of `gram`) started
         from the encoder's `values`.
 

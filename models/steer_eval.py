@@ -53,7 +53,7 @@ from models.evaluate import machine_info
 from models.metrics import mean_se, recall_ndcg_at_k, top_n
 from models.sae import SAECode, SparseAutoencoder
 from models.steering import steer_toward
-from models.train import dense_rows, embed_rows, make_sae, train_elsa_for, train_sae
+from models.train import dense_rows, train_elsa_for, train_sae, untrained_sae
 
 log = logging.getLogger(__name__)
 
@@ -203,14 +203,12 @@ def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
         vocab = build_vocabulary(catalog, tag_events,
                                  exclude_users=data.users.ids[held_out])
         cmap = label_concepts(elsa, sae, vocab, device)
-        untrained = make_sae(elsa.d, cfg.sae,
-                             torch.Generator().manual_seed(cfg.seed + f + 1)).to(device)
-        if cfg.sae.init_b_dec:
-            untrained.init_decoder_bias_(embed_rows(elsa, split.train, device))
+        untrained = untrained_sae(elsa, split.train, cfg.sae, device,
+                                  torch.Generator().manual_seed(cfg.seed + f + 1))
         fold = steering_curves(elsa, sae, cmap, vocab, split.test, device,
                                np.random.default_rng([cfg.seed, f, 6]), alphas)
         fold.labels = cmap.summary()
-        ucmap = label_concepts(elsa, untrained.eval(), vocab, device)
+        ucmap = label_concepts(elsa, untrained, vocab, device)
         fold.untrained_labels = ucmap.summary()
         fold.untrained = steering_curves(elsa, untrained, ucmap, vocab, split.test, device,
                                          np.random.default_rng([cfg.seed, f, 6]), alphas,

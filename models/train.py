@@ -427,15 +427,61 @@ def sae_training_vectors(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SA
 
 
 def make_sae(d: int, cfg: SAEConfig, generator: torch.Generator) -> SparseAutoencoder:
+    if cfg.refine_metric not in ("none", "top-items"):
+        raise ValueError(f"refine_metric must be 'none' or 'top-items', got {cfg.refine_metric!r}")
     if cfg.kind == "topk":
+        if cfg.refine_metric != "none" and cfg.refine_steps == 0:
+            raise ValueError("refine_metric measures the refit: it needs refine_steps > 0")
         return TopKSAE(d, cfg.h, cfg.k, generator, refine_steps=cfg.refine_steps,
                        refine_candidates=cfg.refine_candidates)
     if cfg.kind == "basic":
-        if cfg.refine_steps or cfg.refine_candidates:
-            raise ValueError("refine_steps and refine_candidates apply to the TopK SAE only "
-                             "(a Basic SAE's support is not fixed); set them to 0 for 'basic'")
+        if cfg.refine_steps or cfg.refine_candidates or cfg.refine_metric != "none":
+            raise ValueError("refine_steps, refine_candidates and refine_metric apply to the "
+                             "TopK SAE only (a Basic SAE's support is not fixed); set them to "
+                             "0 / 'none' for 'basic'")
         return BasicSAE(d, cfg.h, generator)
     raise ValueError(f"SAE kind must be 'topk' or 'basic', got {cfg.kind!r}")
+
+
+def untrained_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SAEConfig,
+                  device: torch.device, generator: torch.Generator) -> SparseAutoencoder:
+    """The control the concept reports compare with: an SAE made as `train_sae` makes one
+    (initial b_dec, refit metric) and never trained; in eval mode."""
+    sae = make_sae(backbone.d, cfg, generator).to(device)
+    if cfg.init_b_dec:
+        sae.init_decoder_bias_(embed_rows(backbone, train, device))
+    _set_metric(sae, backbone, train, cfg, device)
+    return sae.eval()
+
+
+def _set_metric(sae: SparseAutoencoder, backbone: ELSA | MultVAE, train: sp.csr_matrix,
+                cfg: SAEConfig, device: torch.device) -> None:
+    if cfg.refine_metric == "top-items":
+        if not isinstance(backbone, ELSA) or not isinstance(sae, TopKSAE):
+            raise ValueError("refine_metric 'top-items' weighs ELSA's item scores, which are "
+                             "linear in the embedding; use 'none' for MultVAE")
+        sae.set_refine_metric(score_metric(backbone, train, device))
+
+
+TOP_ITEMS_PRIOR = 0.1
+"""score_metric: weight of an item that no training user has in ELSA's top 20, against 1
+per user who has it there."""
+
+
+@torch.no_grad()
+def score_metric(elsa: ELSA, train: sp.csr_matrix, device: torch.device, k: int = 20,
+                 prior: float = TOP_ITEMS_PRIOR) -> torch.Tensor:
+    """Knobs: the refit metric "top-items" (SAEConfig.refine_metric), M = A^T diag(w) A
+    scaled to a mean diagonal of 1, where w_i = the number of training users whose top k
+    by ELSA alone (their inputs masked) holds item i, plus `prior`. An embedding error r
+    then costs sum_i w_i (r . a_i)^2: the errors of the item scores that rankings reach,
+    not of the embedding's every direction alike. -> [d, d] on `device`."""
+    tops = top_matrix(Recommender(elsa), train, device, k)
+    w = torch.from_numpy(np.asarray(tops.sum(axis=0), dtype=np.float32).ravel()).to(device)
+    a = elsa.A.detach()
+    metric = (a.T * (w + prior)) @ a
+    metric = (metric + metric.T) / 2
+    return metric / metric.diagonal().mean().clamp_min(1e-12)
 
 
 def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg: SAEConfig,
@@ -448,6 +494,7 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     source = SAEVectorSource(backbone, train, cfg, device)
     vectors = source.draw(generator)
     sae = make_sae(vectors.shape[1], cfg, generator).to(device)
+    _set_metric(sae, backbone, train, cfg, device)
     if cfg.init_b_dec:
         sae.init_decoder_bias_(vectors)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=True)

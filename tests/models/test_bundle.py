@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ def models(n_items: int, seed: int) -> tuple[ELSA, TopKSAE]:
     with torch.no_grad():                                       # non-trivial biases
         sae.b_enc.copy_(0.1 * torch.randn(H, generator=gen))
         sae.b_dec.copy_(0.1 * torch.randn(D, generator=gen))
+    root = torch.randn(D, D, generator=gen)                     # and a refit metric
+    sae.set_refine_metric(root @ root.T / D)
     return elsa.eval(), sae.eval()
 
 
@@ -98,6 +101,9 @@ def test_save_then_load_gives_identical_scores(tmp_path: Path, interactions: Int
         assert torch.equal(Recommender(b.elsa, b.sae)(x), Recommender(elsa, sae)(x))
     assert isinstance(b.sae, TopKSAE) and b.sae.k == K and b.sae.refine_steps == REFINE
     assert b.sae.refine_candidates == 2 * K
+    assert b.sae.refine_metric is not None and sae.refine_metric is not None
+    assert torch.equal(b.sae.refine_metric, sae.refine_metric)
+    assert b.config["sae"]["refine_metric"] is True
     assert b.train_config == CFG
     assert b.interactions.fingerprint() == interactions.fingerprint()
     assert b.manifest["data_fingerprint"] == interactions.fingerprint()
@@ -176,6 +182,61 @@ def test_nan_weights_with_a_matching_hash(bundle: Path) -> None:
     save_file({"A": a}, str(f))
     update_manifest(bundle, "elsa.safetensors")
     with pytest.raises(BundleError, match=r"elsa\.safetensors.*NaN"):
+        load_bundle(bundle)
+
+
+def rewrite_sae(bundle: Path, **tensors: torch.Tensor | None) -> None:
+    """Replace (None: drop) tensors of sae.safetensors and update the manifest."""
+    f = bundle / "sae.safetensors"
+    held = load_file(str(f))
+    for name, t in tensors.items():
+        if t is None:
+            held.pop(name)
+        else:
+            held[name] = t
+    save_file(held, str(f))
+    update_manifest(bundle, "sae.safetensors")
+
+
+def edit_config(bundle: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    cpath = bundle / "config.json"
+    config = json.loads(cpath.read_text())
+    edit(config)
+    cpath.write_text(json.dumps(config))
+    update_manifest(bundle, "config.json")
+
+
+def test_version_3_bundle_loads_without_a_refit_metric(bundle: Path,
+                                                       interactions: Interactions) -> None:
+    """A bundle from before the refit metric (format 3) still serves, refitting plainly."""
+    rewrite_sae(bundle, refine_metric=None)
+
+    def to_v3(config: dict[str, Any]) -> None:
+        config["format_version"] = 3
+        del config["sae"]["refine_metric"]
+
+    edit_config(bundle, to_v3)
+    edit_manifest(bundle, format_version=3)
+    b = load_bundle(bundle)
+    assert isinstance(b.sae, TopKSAE) and b.sae.refine_metric is None
+    x = torch.from_numpy(interactions.matrix[:4].toarray())
+    with torch.no_grad():
+        assert torch.isfinite(Recommender(b.elsa, b.sae)(x)).all()
+
+
+def test_refit_metric_missing_or_not_symmetric(bundle: Path) -> None:
+    rewrite_sae(bundle, refine_metric=None)
+    with pytest.raises(BundleError, match=r"sae\.safetensors.*holds tensors"):
+        load_bundle(bundle)
+    skew = torch.arange(D * D, dtype=torch.float32).reshape(D, D)
+    rewrite_sae(bundle, refine_metric=skew)
+    with pytest.raises(BundleError, match=r"sae\.safetensors.*symmetric"):
+        load_bundle(bundle)
+
+
+def test_config_and_manifest_versions_must_agree(bundle: Path) -> None:
+    edit_config(bundle, lambda c: c.update(format_version=3))
+    with pytest.raises(BundleError, match=r"config\.json.*format version 3 \(manifest: 4\)"):
         load_bundle(bundle)
 
 

@@ -200,6 +200,55 @@ def test_candidates_find_latents_the_encoder_ranked_below_k(
     assert (out_alone.reconstruction - v).norm() > 0.1
 
 
+def test_refit_metric_measures_the_residual(generator: torch.Generator) -> None:
+    """With a metric M the refit minimises r M r^T on the same support: it fits better
+    than the plain refit in M and worse plainly; the identity metric is the plain refit."""
+    sae = TopKSAE(16, 64, 8, generator, refine_steps=400)
+    u = generic(generator, batch=32)
+    s = standardize(u)
+    weights = torch.ones(16)
+    weights[:4] = 50.0                                   # four directions matter most
+    metric = torch.diag(weights)
+    with torch.no_grad():
+        sae.eval()
+        plain = sae.encode(u).code
+        sae.set_refine_metric(torch.eye(16))
+        same = sae.encode(u).code
+        sae.set_refine_metric(metric)
+        weighted = sae.encode(u).code
+
+        def error(code: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            r = s.u_std - sae.b_dec - code @ sae.W_dec
+            return ((r @ m) * r).sum(dim=-1)
+
+    torch.testing.assert_close(same, plain, atol=1e-4, rtol=1e-4)
+    chosen = sae.train().encode(u).code != 0                       # the encoder's top k
+    assert ((weighted != 0) & ~chosen).sum() == 0 and ((plain != 0) & ~chosen).sum() == 0
+    assert (error(weighted, metric) <= error(plain, metric) + 1e-3).all()
+    assert error(weighted, metric).mean() < 0.9 * error(plain, metric).mean()
+    assert error(weighted, torch.eye(16)).mean() > error(plain, torch.eye(16)).mean()
+
+
+def test_refit_metric_follows_the_decoder_and_is_checked(generator: torch.Generator) -> None:
+    sae = TopKSAE(8, 16, 2, generator, refine_steps=5)
+    assert sae.weighted_decoder() is sae.W_dec and "refine_metric" not in sae.state_dict()
+    root = torch.randn(8, 8, generator=generator)
+    sae.set_refine_metric(root @ root.T)
+    torch.testing.assert_close(sae.weighted_decoder(), sae.W_dec @ (root @ root.T))
+    with torch.no_grad():
+        sae.W_dec.mul_(2.0)                               # an optimiser step, in place
+    torch.testing.assert_close(sae.weighted_decoder(), sae.W_dec @ (root @ root.T))
+    assert torch.equal(sae.state_dict()["refine_metric"], root @ root.T)
+    with pytest.raises(ValueError, match=r"\[8, 8\]"):
+        sae.set_refine_metric(torch.eye(7))
+    with pytest.raises(ValueError, match="symmetric"):
+        sae.set_refine_metric(torch.triu(torch.ones(8, 8)))
+    with pytest.raises(ValueError, match="finite"):
+        sae.set_refine_metric(torch.full((8, 8), float("nan")))
+    sae.set_refine_metric(None)
+    assert sae.refine_metric is None and "refine_metric" not in sae.state_dict()
+
+
 @pytest.mark.parametrize(("steps", "candidates"), [(-1, 0), (1, 1), (1, 9)])
 def test_refine_settings_are_checked(steps: int, candidates: int) -> None:
     with pytest.raises(ValueError, match="refine_"):

@@ -17,6 +17,7 @@ from models.config import ELSAConfig, MultVAEConfig, SAEConfig, TrainConfig
 from models.data.interactions import HeldOut, Interactions, Split, holdout_split
 from models.elsa import ELSA
 from models.metrics import top_n
+from models.multvae import MultVAE
 from models.recommender import Recommender
 from models.sae import SparseAutoencoder, TopKSAE
 from models.train import (
@@ -31,12 +32,14 @@ from models.train import (
     rank,
     resolve_device,
     sae_training_vectors,
+    score_metric,
     select_ease,
     subsample_histories,
     top_matrix,
     train_elsa,
     train_multvae,
     train_sae,
+    untrained_sae,
 )
 
 # Tiny and fast: a second or so on two cores. lr is high so that a few epochs suffice and
@@ -461,3 +464,55 @@ def test_elsa_trains_on_cuda(split: Split) -> None:
 def test_basic_sae_refuses_refinement() -> None:
     with pytest.raises(ValueError, match="TopK SAE only"):
         make_sae(8, SAEConfig(kind="basic", h=16, refine_steps=5), torch.Generator())
+
+
+def test_score_metric_is_the_gram_of_the_items_rankings_reach(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
+    """M = A^T diag(w) A / mean diagonal, w_i = 0.1 + the number of training users with
+    item i in ELSA's own top 20: symmetric, positive semi-definite, and an embedding
+    error costs the weighted squared errors of the item scores it causes."""
+    elsa = trained_elsa[0]
+    metric = score_metric(elsa, split.train, CPU)
+    tops = top_matrix(Recommender(elsa), split.train, CPU)
+    w = torch.from_numpy(np.asarray(tops.sum(axis=0), dtype=np.float32).ravel())
+    assert w.sum() == 20 * split.train.shape[0]
+    a = elsa.A.detach()
+    want = (a.T * (w + 0.1)) @ a
+    torch.testing.assert_close(metric, want / want.diagonal().mean(), rtol=1e-4, atol=1e-5)
+    assert torch.equal(metric, metric.T) and metric.shape == (elsa.d, elsa.d)
+    assert torch.linalg.eigvalsh(metric.double()).min() > -1e-6
+    # an embedding error r costs the weighted squared errors of the item scores r A^T
+    r = torch.randn(elsa.d, generator=torch.Generator().manual_seed(0))
+    scores = a @ r
+    torch.testing.assert_close(r @ metric @ r, ((w + 0.1) * scores**2).sum()
+                               / want.diagonal().mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_sae_with_the_top_items_metric(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
+    """train_sae and untrained_sae give a TopK SAE the ELSA's score metric; a MultVAE,
+    whose decoder is not linear, is refused."""
+    elsa = trained_elsa[0]
+    cfg = dataclasses.replace(SAE_CFG, refine_metric="top-items", max_epochs=1)
+    sae, _ = train_sae(elsa, split.train, split.val, cfg, CPU,
+                       torch.Generator().manual_seed(3), progress=False)
+    control = untrained_sae(elsa, split.train, cfg, CPU, torch.Generator().manual_seed(4))
+    want = score_metric(elsa, split.train, CPU)
+    for model in (sae, control):
+        assert isinstance(model, TopKSAE) and model.refine_metric is not None
+        torch.testing.assert_close(model.refine_metric, want)
+    assert not control.training
+    with pytest.raises(ValueError, match="MultVAE"):
+        train_sae(MultVAE(split.train.shape[1], 8), split.train, split.val, cfg, CPU,
+                  torch.Generator().manual_seed(3), progress=False)
+
+
+@pytest.mark.parametrize(("cfg", "match"), [
+    (SAEConfig(h=16, k=4, refine_metric="top-items"), "refine_steps > 0"),
+    (SAEConfig(kind="basic", h=16, refine_metric="top-items"), "TopK SAE only"),
+    (SAEConfig(h=16, k=4, refine_steps=5, refine_metric="mahalanobis"),  # type: ignore[arg-type]
+     "'none' or 'top-items'"),
+])
+def test_refine_metric_settings_are_checked(cfg: SAEConfig, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_sae(8, cfg, torch.Generator())
