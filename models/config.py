@@ -90,7 +90,8 @@ class SAEConfig:
     """Knobs (TopK over ELSA, with refine_steps): what the refit's least squares measure.
     "none": the error of the standardised embedding. "top-items": the error of the item
     scores it decodes to, each item weighted by how many training users have it in the
-    backbone's own top 20 (models.train.score_metric): the scores a ranking reads."""
+    backbone's own top 20 (models.train.score_metric): the scores a ranking reads. Set
+    once training has ended; early stopping judges the plain refit."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
@@ -456,11 +457,19 @@ def untrained_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SAEConfig
 
 def _set_metric(sae: SparseAutoencoder, backbone: ELSA | MultVAE, train: sp.csr_matrix,
                 cfg: SAEConfig, device: torch.device) -> None:
-    if cfg.refine_metric == "top-items":
-        if not isinstance(backbone, ELSA) or not isinstance(sae, TopKSAE):
-            raise ValueError("refine_metric 'top-items' weighs ELSA's item scores, which are "
-                             "linear in the embedding; use 'none' for MultVAE")
+    if _check_metric(sae, backbone, cfg) and isinstance(backbone, ELSA):
         sae.set_refine_metric(score_metric(backbone, train, device))
+
+
+def _check_metric(sae: SparseAutoencoder, backbone: ELSA | MultVAE, cfg: SAEConfig
+                  ) -> TypeGuard[TopKSAE]:
+    """True when `cfg` asks for the "top-items" refit metric and it applies (else raise)."""
+    if cfg.refine_metric != "top-items":
+        return False
+    if not isinstance(backbone, ELSA) or not isinstance(sae, TopKSAE):
+        raise ValueError("refine_metric 'top-items' weighs ELSA's item scores, which are "
+                         "linear in the embedding; use 'none' for MultVAE")
+    return True
 
 
 TOP_ITEMS_PRIOR = 0.1
@@ -494,7 +503,7 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     source = SAEVectorSource(backbone, train, cfg, device)
     vectors = source.draw(generator)
     sae = make_sae(vectors.shape[1], cfg, generator).to(device)
-    _set_metric(sae, backbone, train, cfg, device)
+    _check_metric(sae, backbone, cfg)
     if cfg.init_b_dec:
         sae.init_decoder_bias_(vectors)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=True)
@@ -529,4 +538,8 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
 
     history = _fit("sae", sae, nested, validate, "val_fidelity@20", cfg.max_epochs,
                    cfg.patience, epoch, progress, cfg.min_delta)
+    # Knobs: the refit metric is set after training. Early stopping judges the plain refit:
+    # fidelity through the score-weighted refit levels off within a few epochs, and
+    # stopping on it left the SAE undertrained (README "Choices for small data")
+    _set_metric(sae, backbone, train, cfg, device)
     return sae, history
