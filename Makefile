@@ -90,8 +90,8 @@ steering: install
 
 # Benchmarks that write reports/: training wall time, the SAE augmentation ablation, the
 # trained/untrained SAE and code-refit controls, ELSA variants against EASE, and the
-# cost of a knob change, the labels' sensitivity on the demo bundle and the SAE's shape
-# (about 55 minutes in all on 2 cores).
+# cost of a knob change, the labels' sensitivity on the demo bundle, the SAE's shape and
+# the refit's metric (about 70 minutes in all on 2 cores).
 bench: install bundle
 	$(BIN)/python benchmarks/train_time.py --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.sae_augmentation --dataset $(DATASET)
@@ -100,6 +100,7 @@ bench: install bundle
 	$(BIN)/python -m benchmarks.steering_latency --bundle $(BUNDLE)
 	$(BIN)/python -m benchmarks.label_sensitivity --bundle $(BUNDLE)
 	$(BIN)/python -m benchmarks.sae_variants --dataset $(DATASET) --variants k32,k48 --ranking-only
+	$(BIN)/python -m benchmarks.refit_metric --dataset $(DATASET)
 
 # Serving speed (in process and over HTTP with wrk) -> reports/performance.{json,md}
 # (about 4 minutes); the event log under load and SIGKILL, on SQLite and on PostgreSQL
