@@ -31,9 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def with_k(sae: SparseAutoencoder, k: int) -> TopKSAE:
-    """The same weights read with the plain TopK encoder keeping k latents."""
+    """The same weights read with the plain TopK encoder keeping k latents (no refit, so
+    no refit metric)."""
     out = TopKSAE(sae.d, sae.h, k)
-    out.load_state_dict(sae.state_dict())
+    out.load_state_dict({n: t for n, t in sae.state_dict().items() if n != "refine_metric"})
     return out.eval()
 
 

@@ -7,6 +7,9 @@ mean standardised training vector), each read three ways:
 - refit 2k candidates (shipped): NNLS over the encoder's 2k largest, the k largest kept
   and refitted (models/sae.py, TopKSAE.encode).
 
+Both refits weigh the residual with the trained SAE's refit metric when it has one (the
+untrained SAEs get the same metric).
+
 The gap between trained and untrained is what SAE training buys; the gap between the
 rows of one SAE is what the refit buys with the weights held fixed. Writes
 reports/sae_untrained.{json,md}.

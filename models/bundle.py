@@ -345,18 +345,20 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         n_users = int(config["n_users"])
         kind, h, k = config["sae"]["kind"], int(config["sae"]["h"]), config["sae"]["k"]
         refine = (int(config["sae"]["refine_steps"]), int(config["sae"]["refine_candidates"]))
-        metric = config["sae"].get("refine_metric", False)
-        if not isinstance(metric, bool):
-            raise ValueError(f"sae.refine_metric {metric!r} is neither true nor false")
+        metric = (config["sae"]["refine_metric"] if config["format_version"] >= 4
+                  else config["sae"].get("refine_metric", False))
+        if not isinstance(metric, bool) or (metric and config["format_version"] < 4):
+            raise ValueError(f"sae.refine_metric {metric!r} is not a boolean of this format "
+                             "version (true needs version 4)")
         train_config = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path / 'config.json'}: missing or invalid field ({exc})") from exc
     if kind not in ("topk", "basic"):
         raise BundleError(f"{path / 'config.json'}: sae.kind {kind!r} is neither 'topk' nor "
                           "'basic'")
-    if metric and kind != "topk":
+    if metric and (kind != "topk" or refine[0] == 0):
         raise BundleError(f"{path / 'config.json'}: sae.refine_metric is true, but only a "
-                          "TopK SAE refits")
+                          "TopK SAE with refine_steps > 0 refits")
     f32 = torch.float32
     a = _tensors(path / "elsa.safetensors", {"A": ((n_items, d), f32)})["A"]
     s = _tensors(path / "sae.safetensors", {"W_enc": ((d, h), f32), "b_enc": ((h,), f32),

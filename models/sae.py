@@ -186,7 +186,7 @@ class TopKSAE(SparseAutoencoder):
         self.refine_candidates = refine_candidates
         self.refine_metric: torch.Tensor | None
         self.register_buffer("refine_metric", None)
-        self._metric_rows: tuple[tuple[int, ...], torch.Tensor] | None = None
+        self._metric_rows: tuple[tuple[Any, ...], torch.Tensor] | None = None
 
     def set_refine_metric(self, metric: torch.Tensor | None) -> None:
         """Measure the refit's residual with `metric` [d, d] (symmetric, positive
@@ -199,20 +199,31 @@ class TopKSAE(SparseAutoencoder):
             if not bool(torch.isfinite(metric).all()) or not torch.allclose(
                     metric, metric.T, rtol=1e-4, atol=1e-6 * float(metric.abs().max())):
                 raise ValueError("refine metric must be finite and symmetric")
+            scale = max(float(metric.abs().max()), EPS)
+            if float(torch.linalg.eigvalsh((metric + metric.T).double() / 2)[0]) < -1e-6 * scale:
+                raise ValueError("refine metric must be positive semi-definite (it has a "
+                                 "negative eigenvalue)")
             metric = metric.detach().to(self.W_dec.device, self.W_dec.dtype).clone()
         self.refine_metric = metric
         self._metric_rows = None
 
     def weighted_decoder(self) -> torch.Tensor:
-        """W_dec M [h, d] (W_dec without a metric), cached while neither changes."""
+        """W_dec M [h, d] (W_dec without a metric), cached while neither changes: the key
+        holds both tensors' storage, in-place version, device and dtype."""
         if self.refine_metric is None:
             return self.W_dec
         w, m = self.W_dec, self.refine_metric
-        key = (w.data_ptr(), w._version, m.data_ptr(), m._version)
-        if self._metric_rows is None or self._metric_rows[0] != key:
+        key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in (w, m))
+        cached = self._metric_rows                   # read once: requests share the module
+        if cached is None or cached[0] != key:
             with torch.no_grad():
-                self._metric_rows = (key, w @ m)
-        return self._metric_rows[1]
+                cached = (key, w @ m)
+            self._metric_rows = cached
+        return cached[1]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> TopKSAE:
+        self._metric_rows = None                     # .to(), .half(), ...: rebuild the cache
+        return super()._apply(fn, recurse)
 
     def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         values, indices = pre.topk(self.k, dim=-1)

@@ -446,8 +446,9 @@ def make_sae(d: int, cfg: SAEConfig, generator: torch.Generator) -> SparseAutoen
 
 def untrained_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SAEConfig,
                   device: torch.device, generator: torch.Generator) -> SparseAutoencoder:
-    """The control the concept reports compare with: an SAE made as `train_sae` makes one
-    (initial b_dec, refit metric) and never trained; in eval mode."""
+    """The control the concept reports compare with: an SAE of `cfg`'s shape, never
+    trained, with b_dec at the mean standardised embedding of the training users (where
+    `cfg.init_b_dec`) and the refit metric `train_sae` would give it; in eval mode."""
     sae = make_sae(backbone.d, cfg, generator).to(device)
     if cfg.init_b_dec:
         sae.init_decoder_bias_(embed_rows(backbone, train, device))

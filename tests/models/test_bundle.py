@@ -234,6 +234,24 @@ def test_refit_metric_missing_or_not_symmetric(bundle: Path) -> None:
         load_bundle(bundle)
 
 
+def test_refit_metric_flag_must_fit_the_format_and_the_sae(bundle: Path) -> None:
+    edit_config(bundle, lambda c: c["sae"].pop("refine_metric"))     # version 4 needs it
+    with pytest.raises(BundleError, match=r"config\.json.*refine_metric"):
+        load_bundle(bundle)
+    edit_config(bundle, lambda c: c["sae"].update(refine_metric=True, refine_steps=0))
+    with pytest.raises(BundleError, match=r"config\.json.*refine_steps > 0"):
+        load_bundle(bundle)
+
+    def v3_with_metric(config: dict[str, Any]) -> None:
+        config["format_version"] = 3
+        config["sae"].update(refine_metric=True, refine_steps=REFINE)
+
+    edit_config(bundle, v3_with_metric)
+    edit_manifest(bundle, format_version=3)
+    with pytest.raises(BundleError, match=r"config\.json.*needs version 4"):
+        load_bundle(bundle)
+
+
 def test_config_and_manifest_versions_must_agree(bundle: Path) -> None:
     edit_config(bundle, lambda c: c.update(format_version=3))
     with pytest.raises(BundleError, match=r"config\.json.*format version 3 \(manifest: 4\)"):

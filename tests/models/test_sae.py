@@ -245,6 +245,18 @@ def test_refit_metric_follows_the_decoder_and_is_checked(generator: torch.Genera
         sae.set_refine_metric(torch.triu(torch.ones(8, 8)))
     with pytest.raises(ValueError, match="finite"):
         sae.set_refine_metric(torch.full((8, 8), float("nan")))
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        sae.set_refine_metric(torch.diag(torch.tensor([1.0] * 7 + [-0.5])))
+    # a copy of the weights or a change of dtype rebuilds the cached product
+    other = TopKSAE(8, 16, 2, torch.Generator().manual_seed(7), refine_steps=5)
+    other.set_refine_metric(torch.eye(8))
+    other.weighted_decoder()
+    other.load_state_dict(sae.state_dict())
+    torch.testing.assert_close(other.weighted_decoder(), sae.W_dec @ (root @ root.T))
+    wide = other.double()
+    assert wide.weighted_decoder().dtype == torch.float64
+    torch.testing.assert_close(wide.weighted_decoder(),
+                               sae.W_dec.double() @ (root @ root.T).double())
     sae.set_refine_metric(None)
     assert sae.refine_metric is None and "refine_metric" not in sae.state_dict()
 

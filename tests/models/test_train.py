@@ -494,14 +494,19 @@ def test_sae_with_the_top_items_metric(
     whose decoder is not linear, is refused."""
     elsa = trained_elsa[0]
     cfg = dataclasses.replace(SAE_CFG, refine_metric="top-items", max_epochs=1)
-    sae, _ = train_sae(elsa, split.train, split.val, cfg, CPU,
-                       torch.Generator().manual_seed(3), progress=False)
+    sae, history = train_sae(elsa, split.train, split.val, cfg, CPU,
+                             torch.Generator().manual_seed(3), progress=False)
     control = untrained_sae(elsa, split.train, cfg, CPU, torch.Generator().manual_seed(4))
     want = score_metric(elsa, split.train, CPU)
     for model in (sae, control):
         assert isinstance(model, TopKSAE) and model.refine_metric is not None
         torch.testing.assert_close(model.refine_metric, want)
     assert not control.training
+    # the metric is set once training has ended: the same seed trains and stops the same
+    plain, plain_history = train_sae(elsa, split.train, split.val,
+                                     dataclasses.replace(cfg, refine_metric="none"), CPU,
+                                     torch.Generator().manual_seed(3), progress=False)
+    assert plain_history == history and torch.equal(plain.W_dec, sae.W_dec)
     with pytest.raises(ValueError, match="MultVAE"):
         train_sae(MultVAE(split.train.shape[1], 8), split.train, split.val, cfg, CPU,
                   torch.Generator().manual_seed(3), progress=False)
