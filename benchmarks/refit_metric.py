@@ -55,6 +55,8 @@ def main() -> None:
     per_sae: list[dict[str, Any]] = []
     started = time.perf_counter()
     for fold in elsa_folds(data, cfg, args.folds, device):
+        metrics = {name: None if prior is None else score_metric(
+            fold.elsa, fold.split.train, device, prior=prior) for name, prior in PRIORS.items()}
         for seed in seeds:
             sae, history = train_sae(fold.elsa, fold.split.train, fold.split.val, cfg.sae,
                                      device, torch.Generator().manual_seed(100 * seed
@@ -65,9 +67,8 @@ def main() -> None:
             recall["elsa"].append(fold.recall)
             ndcg["elsa"].append(fold.ndcg)
             row: dict[str, Any] = {"fold": fold.index, "seed": seed, "epochs": len(history)}
-            for name, prior in PRIORS.items():
-                sae.set_refine_metric(None if prior is None else score_metric(
-                    fold.elsa, fold.split.train, device, prior=prior))
+            for name, metric in metrics.items():
+                sae.set_refine_metric(metric)
                 r, n = evaluate_heldout(Recommender(fold.elsa, sae), fold.split.test, device)
                 st = sae_stats(fold.elsa, sae, fold.split, device)
                 recall[name].append(r)

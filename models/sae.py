@@ -200,7 +200,7 @@ class TopKSAE(SparseAutoencoder):
                     metric, metric.T, rtol=1e-4, atol=1e-6 * float(metric.abs().max())):
                 raise ValueError("refine metric must be finite and symmetric")
             scale = max(float(metric.abs().max()), EPS)
-            if float(torch.linalg.eigvalsh((metric + metric.T).double() / 2)[0]) < -1e-6 * scale:
+            if float(torch.linalg.eigvalsh(metric.double())[0]) < -1e-6 * scale:
                 raise ValueError("refine metric must be positive semi-definite (it has a "
                                  "negative eigenvalue)")
             metric = metric.detach().to(self.W_dec.device, self.W_dec.dtype).clone()
@@ -209,11 +209,12 @@ class TopKSAE(SparseAutoencoder):
 
     def weighted_decoder(self) -> torch.Tensor:
         """W_dec M [h, d] (W_dec without a metric), cached while neither changes: the key
-        holds both tensors' storage, in-place version, device and dtype."""
+        holds both tensors' storage and in-place version; moving the module (`_apply`)
+        drops the cache."""
         if self.refine_metric is None:
             return self.W_dec
         w, m = self.W_dec, self.refine_metric
-        key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in (w, m))
+        key = (w.data_ptr(), w._version, m.data_ptr(), m._version)
         cached = self._metric_rows                   # read once: requests share the module
         if cached is None or cached[0] != key:
             with torch.no_grad():
