@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import numpy as np
+import pydantic_core
 import scipy.sparse as sp
 import torch
 
@@ -236,6 +237,9 @@ class Engine:
         """The catalog as response models, in item order (built once)."""
         self.item_dicts = [v.model_dump() for v in self.item_views]
         """The same as plain dicts, for the hot JSON and HTML paths (copied per answer)."""
+        self.item_json = [pydantic_core.to_json(d).decode()[:-1] for d in self.item_dicts]
+        """Each item's ItemOut JSON without its closing brace (the API's ranked lists add
+        their fields to it)."""
         self.user_rows = {int(u): r for r, u in enumerate(bundle.interactions.users.ids)}
         """External user id -> row."""
         self.item_rows = {int(i): r for r, i in enumerate(bundle.interactions.items.ids)}

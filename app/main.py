@@ -23,6 +23,7 @@ from starlette.responses import Response
 from app.db import queries
 from app.db.session import Database, DatabaseError
 from app.engine import Engine
+from app.fastlane import FastLane
 from app.htmx import TEMPLATES, is_htmx
 from app.knobstate import KnobError
 from app.routes import admin, api, health, pages, sessions, studies
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
     app.include_router(studies.router)
     app.include_router(admin.router)
     _document(app, api.DOCUMENTED_MODELS)
+    app.add_middleware(FastLane, routes=api.FAST_LANE)      # inside the guard
     app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes,
                        secure=settings.cookie_secure)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")

@@ -122,6 +122,10 @@ router.add_api_route("/recommendations", recommendations, methods=["POST"],
                      response_model=RecommendOut, openapi_extra=json_body(RecommendIn),
                      route_class_override=DirectRoute)
 
+FAST_LANE = {("POST", "/api/v1/recommendations"): recommendations}
+"""What `app.fastlane.FastLane` takes past FastAPI's routing (the slider's hot path);
+the route above documents it and answers the same when reached."""
+
 
 @router.get("/concepts", response_model=list[ConceptOut])
 def concepts(engine: EngineDep, q: str = Query(..., min_length=1, max_length=200),
