@@ -1,7 +1,9 @@
 """Serving performance (issue 4): in-process knob-change latency against the naive full
 forward and the floor, on the demo bundle and on a synthetic ML-25M-sized model; HTTP
 latency and throughput of the JSON API served by `knobs serve --workers 2` (uvicorn
-processes) on loopback at 1, 8 and 64 concurrent clients. Writes reports/performance.{json,md}.
+processes) on loopback at 1, 8 and 64 concurrent clients, and the same load against the
+machine's HTTP floor (`benchmarks/http_floor.py`: the same server set-up answering a canned
+body). Writes reports/performance.{json,md}.
 
     .venv/bin/python -m benchmarks.performance [--bundle bundles/ml-latest-small]
 
@@ -23,6 +25,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -288,8 +291,40 @@ def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]
             for path, headers, body in json_requests + html_requests:
                 httpx.post(f"{base}{path}", content=body,
                            headers={**headers, "Connection": "close"}).raise_for_status()
-        return {"json": _levels(base, json_requests, seconds),
-                "html": _levels(base, html_requests, seconds)}
+        size = len(httpx.post(f"{base}{json_requests[0][0]}", content=json_requests[0][2],
+                              headers=json_requests[0][1]).content)
+        measured = {"json": _levels(base, json_requests, seconds),
+                    "html": _levels(base, html_requests, seconds)}
+    measured["floor"] = {"bytes": size, **floor_levels(json_requests, size, seconds, workers)}
+    return measured
+
+
+def floor_levels(requests: list[Request], size: int, seconds: float, workers: int
+                 ) -> dict[str, Any]:
+    """The same load against `benchmarks.http_floor`: `workers` uvicorn processes set up
+    as the app's, answering a canned body of `size` bytes with no work."""
+    port = 8798
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.http_floor", "--port",
+                               str(port), "--bytes", str(size)], cwd=REPO)
+             for _ in range(workers)]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_listening(base, workers)
+        deadline = time.time() + 30
+        while True:
+            try:
+                httpx.post(base, content=b"{}").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        return _levels(base, requests, seconds)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
 
 
 def main() -> None:
@@ -315,6 +350,7 @@ def main() -> None:
     http = {"workers": args.workers, **measured["json"]}
     report = {"knob_change_ms": knob, "http": http,
               "http_html": {"workers": args.workers, **measured["html"]},
+              "http_floor": {"workers": args.workers, **measured["floor"]},
               "targets": {"knob_p50_ms": {"ml-latest-small": 0.2, "ml-25m-synthetic": 0.5},
                           "speedup_vs_naive": 40, "within_floor": 3,
                           "http_c64_p99_ms": 30, "http_rps": 1000},
@@ -337,6 +373,19 @@ def main() -> None:
     for c, h in measured["json"].items():
         lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['rps']:.0f} | "
                      f"{h['errors']} | {' / '.join(map(str, h['connections_per_worker']))} |")
+    floor = measured["floor"]
+    lines += ["", f"The machine's HTTP floor under the same load: {args.workers} uvicorn "
+              "processes set up as the app's, answering every request with a canned "
+              f"{floor['bytes']}-byte JSON body (the size of the answers above) and doing no "
+              "work (`benchmarks/http_floor.py`). Where the app's p99 at 64 clients stands "
+              "against this is what the machine leaves it:", "",
+              "| clients | p50 ms | p99 ms | requests/s | errors | connections per worker |",
+              "|---|---|---|---|---|---|"]
+    for c, h in floor.items():
+        if c.startswith("c"):
+            lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | "
+                         f"{h['rps']:.0f} | {h['errors']} | "
+                         f"{' / '.join(map(str, h['connections_per_worker']))} |")
     lines += ["", "The HTML fragment path beside it: the steer page's htmx slider post "
               "(`POST /sessions/{id}/knobs`, the session's full knob state as a form), which "
               "saves the knobs, commits a knob_move event to SQLite and answers the #recs "
