@@ -187,19 +187,18 @@ def ranked_json(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]) -> byt
     heads = engine.item_json
     parts = _parts(engine, ranked, knobs)
     why = ranked.why
-    named = why.values > 0
+    named = why.values > 0                        # [n, <=3]: the parts each item names
     n = len(ranked.items)
     numbers = _json([*ranked.scores.tolist(), *why.values[named].tolist()]
                     ).decode()[1:-1].split(",") if n else []
-    scores, values = numbers[:n], iter(numbers[n:])
-    out = []
-    for r, (i, before, js, keep) in enumerate(zip(
-            ranked.items.tolist(), ranked.rank_before.tolist(), why.order.tolist(),
-            named.tolist(), strict=True)):
-        reasons = ",".join([f"{parts[j]}{next(values)}}}"
-                            for j, k in zip(js, keep, strict=True) if k])
-        out.append(f'{heads[i]},"score":{scores[r]},"rank":{r},"rank_before":'
-                   f'{"null" if before < 0 else before},"why":[{reasons}]}}')
+    reasons = [f"{parts[j]}{v}}}" for j, v in zip(why.order[named].tolist(), numbers[n:],
+                                                   strict=True)]
+    ends = np.cumsum(named.sum(axis=1)).tolist()
+    out = [f'{heads[i]},"score":{numbers[r]},"rank":{r},"rank_before":'
+           f'{"null" if before < 0 else before},"why":[{",".join(reasons[a:b])}]}}'
+           for r, (i, before, a, b) in enumerate(zip(
+               ranked.items.tolist(), ranked.rank_before.tolist(), [0, *ends][:-1], ends,
+               strict=True))]
     return f"[{','.join(out)}]".encode()
 
 
