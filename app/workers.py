@@ -78,7 +78,7 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """SIGTERM this process when its parent dies (Linux prctl); exit now if it has."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -91,7 +91,7 @@ def _serve_one(host: str, port: int, log_level: str, parent: int, ready: Event) 
     once uvicorn serves."""
     import uvicorn
 
-    _die_with_parent(parent)
+    die_with_parent(parent)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -15,7 +15,7 @@ import os
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from app.workers import reuse_port_socket
+from app.workers import die_with_parent, reuse_port_socket
 
 
 def canned(size: int) -> bytes:
@@ -44,7 +44,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bytes", type=int, default=9500, help="size of the answer")
+    parser.add_argument("--parent", type=int, default=None,
+                        help="exit when this process (the benchmark) dies")
     args = parser.parse_args()
+    if args.parent is not None:
+        die_with_parent(args.parent)
     os.environ["KNOBS_FLOOR_BYTES"] = str(args.bytes)
     global BODY
     BODY = canned(args.bytes)

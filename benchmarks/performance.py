@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ import httpx
 import numpy as np
 import torch
 
+from app.workers import hold_port
 from benchmarks.common import REPO, serve, write_reports
 from models.bundle import load_bundle
 from models.concepts import KNOB_NEURONS
@@ -302,29 +304,44 @@ def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]
 def floor_levels(requests: list[Request], size: int, seconds: float, workers: int
                  ) -> dict[str, Any]:
     """The same load against `benchmarks.http_floor`: `workers` uvicorn processes set up
-    as the app's, answering a canned body of `size` bytes with no work."""
-    port = 8798
+    as the app's, answering a canned body of `size` bytes with no work, on a port checked
+    free and held for them (no stale floor server can share it); they die with us."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    hold = hold_port("127.0.0.1", port)
     procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.http_floor", "--port",
-                               str(port), "--bytes", str(size)], cwd=REPO)
+                               str(port), "--bytes", str(size), "--parent", str(os.getpid())],
+                              cwd=REPO)
              for _ in range(workers)]
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_listening(base, workers)
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while True:
-            try:
-                httpx.post(base, content=b"{}").raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
+            dead = [p.returncode for p in procs if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"a floor server exited with status {dead[0]}")
+            if not shutil.which("ss") or len(_sockets(base, "listening")) >= workers:
+                try:
+                    httpx.post(base, content=b"{}").raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    pass
+            if time.time() > deadline:
+                raise RuntimeError(f"the floor servers do not answer on {base} after 60 s")
+            time.sleep(0.2)
         return _levels(base, requests, seconds)
     finally:
+        hold.close()
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def main() -> None:
