@@ -12,25 +12,32 @@ OpenAPI document; anything the lane does not take goes on to the app.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-Handler = Callable[[Request, Exception], Awaitable[Response]]
+Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 
 def exception_handler(handlers: Mapping[Any, Handler], exc: Exception) -> Handler | None:
     """The handler Starlette's ExceptionMiddleware would pick for `exc`: an
     HTTPException's status code first, then the nearest class in its MRO; None if the
-    app has none (the exception goes on up)."""
-    if isinstance(exc, HTTPException) and exc.status_code in handlers:
+    app has none (the exception goes on up). Handlers for 500 and Exception are not
+    ExceptionMiddleware's (Starlette gives them to its outermost error middleware, which
+    the guard's own 500 answers first), so they are skipped here too."""
+    if isinstance(exc, HTTPException) and exc.status_code != 500 \
+            and exc.status_code in handlers:
         return handlers[exc.status_code]
     for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
         if cls in handlers:
             return handlers[cls]
     return None
@@ -59,7 +66,11 @@ class FastLane:
             handler = exception_handler(scope["app"].exception_handlers, exc)
             if handler is None:
                 raise
-            response = await handler(request, exc)
+            if inspect.iscoroutinefunction(handler):
+                response = await cast(Awaitable[Response], handler(request, exc))
+            else:                            # as Starlette runs a plain def handler
+                response = await run_in_threadpool(
+                    cast(Callable[[Request, Exception], Response], handler), request, exc)
         await response(scope, receive, send)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
@@ -15,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from app import service
 from app.engine import Engine
-from app.fastlane import FastLane, exception_handler
+from app.fastlane import FastLane, Handler, exception_handler
 from app.main import create_app
 from app.routes import api
 from app.schemas import KnobIn, RecommendIn, RecommendOut
@@ -83,10 +84,25 @@ def test_exception_handler_lookup_follows_the_mro() -> None:
     async def base(request: Request, exc: Exception) -> Response:
         return Response()
 
-    handlers = {LookupError: base}
+    handlers: dict[Any, Handler] = {LookupError: base, Exception: base, 500: base}
     assert exception_handler(handlers, Gone("x")) is base
     assert exception_handler(handlers, KeyError("x")) is base
+    # 500 and Exception belong to the outermost error middleware, not to routing's
     assert exception_handler(handlers, ValueError("x")) is None
+    assert exception_handler(handlers, HTTPException(500)) is None
+
+
+def test_a_plain_def_handler_runs_as_starlette_runs_it() -> None:
+    calls: list[str] = []
+    app = lane_app(calls)
+
+    def sync_gone(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("sync handler", status_code=410)
+
+    app.add_exception_handler(Gone, sync_gone)
+    with TestClient(app) as c:
+        r = c.post("/fast", content=b"gone")
+        assert (r.status_code, r.text) == (410, "sync handler")
 
 
 def test_the_apps_recommendations_go_through_the_lane(settings: Settings,
