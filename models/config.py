@@ -92,6 +92,10 @@ class SAEConfig:
     scores it decodes to, each item weighted by how many training users have it in the
     backbone's own top 20 (models.train.score_metric): the scores a ranking reads. Set
     once training has ended; early stopping judges the plain refit."""
+    restarts: int = 1
+    """Knobs: train this many SAEs from different seeds and keep the one whose nested
+    model, as served (eval mode, refit metric set), best keeps the backbone's own top 20
+    for the validation users (models.train `fidelity`). 1: one SAE, as the paper."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
                       min_delta=1e-3,
                       subsamples_per_user=32, mix=0.5, resample=True, item_onehots=True,
                       init_b_dec=True, refine_steps=50, refine_candidates=64,
-                      refine_metric="top-items"),
+                      refine_metric="top-items", restarts=2),
         multvae=MultVAEConfig(d=256, batch_size=128, max_epochs=100, patience=15,
                               beta_step=1e-4, beta_cap=0.2),
         seed=seed,

@@ -512,6 +512,44 @@ def test_sae_with_the_top_items_metric(
                   torch.Generator().manual_seed(3), progress=False)
 
 
+def test_sae_restarts_keep_the_most_faithful_as_served(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
+    """restarts = 3: the first SAE is the one restarts = 1 trains from the same generator;
+    the one returned is, of the three, the one whose nested model as served (eval mode,
+    metric set) best keeps ELSA's top 20 for the validation users."""
+    elsa = trained_elsa[0]
+    cfg = dataclasses.replace(SAE_CFG, refine_metric="top-items", max_epochs=2)
+    reference = top_matrix(Recommender(elsa), split.val.input, CPU)
+
+    def served(sae: SparseAutoencoder) -> float:
+        return fidelity(rank(Recommender(elsa, sae.eval()), split.val.input, CPU), reference)
+
+    one, one_history = train_sae(elsa, split.train, split.val, cfg, CPU,
+                                 torch.Generator().manual_seed(5), progress=False)
+    gen = torch.Generator().manual_seed(5)
+    best, history = train_sae(elsa, split.train, split.val,
+                              dataclasses.replace(cfg, restarts=3), CPU, gen, progress=False)
+    # the restarts' seeds, as train_sae draws them after the first SAE
+    again = torch.Generator().manual_seed(5)
+    train_sae(elsa, split.train, split.val, cfg, CPU, again, progress=False)
+    others = []
+    for _ in range(2):
+        seed = int(torch.randint(2**62, (1,), generator=again))
+        others.append(train_sae(elsa, split.train, split.val, cfg, CPU,
+                                torch.Generator().manual_seed(seed), progress=False))
+    candidates = [(one, one_history), *others]
+    scores = [served(s) for s, _ in candidates]
+    assert len(set(scores)) > 1                         # the restarts differ
+    chosen = int(np.argmax(scores))
+    assert torch.equal(best.W_dec, candidates[chosen][0].W_dec)
+    assert history == candidates[chosen][1]
+    assert isinstance(best, TopKSAE) and best.refine_metric is not None
+    assert served(best) == max(scores)
+    with pytest.raises(ValueError, match="restarts must be at least 1"):
+        train_sae(elsa, split.train, split.val, dataclasses.replace(cfg, restarts=0), CPU,
+                  torch.Generator().manual_seed(5), progress=False)
+
+
 @pytest.mark.parametrize(("cfg", "match"), [
     (SAEConfig(h=16, k=4, refine_metric="top-items"), "refine_steps > 0"),
     (SAEConfig(kind="basic", h=16, refine_metric="top-items"), "TopK SAE only"),
