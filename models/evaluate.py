@@ -113,8 +113,9 @@ def evaluate_fold(split: Split, cfg: TrainConfig, device: torch.device,
     vae, _ = train_multvae(split.train, split.val, cfg.multvae, device, generator, progress)
     record("multvae", Recommender(vae), t)
     t = time.perf_counter()
-    # §4: L2 suits MultVAE; its decoder is not linear, so the refit measures the embedding
-    vae_sae_cfg = dataclasses.replace(cfg.sae, loss="l2", refine_metric="none")
+    # §4: L2 suits MultVAE; its decoder is not linear, so the refit measures the embedding.
+    # One SAE: restarts pick the served SAE (ELSA's); this row compares backbones
+    vae_sae_cfg = dataclasses.replace(cfg.sae, loss="l2", refine_metric="none", restarts=1)
     vsae, _ = train_sae(vae, split.train, split.val, vae_sae_cfg, device, generator, progress)
     record("multvae+sae", Recommender(vae, vsae), t)
     res.sae["multvae+sae"] = sae_stats(vae, vsae, split, device)
