@@ -507,7 +507,7 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     nested model as served (eval mode, refit metric set) has the best validation fidelity
     is returned with its history. On ml-latest-small an SAE's cost moves by several
     points of nDCG@20 with its seed, and that fidelity picked the seed that kept the most
-    of ELSA's test nDCG@20 in each of 5 folds (README "Choices for small data")."""
+    of ELSA's test nDCG@20 in each of 5 folds (README "Results on ml-latest-small")."""
     if cfg.restarts < 1:
         raise ValueError(f"restarts must be at least 1, got {cfg.restarts}")
     reference = top_matrix(Recommender(backbone), val.input, device)
