@@ -14,6 +14,7 @@ reports/refit_metric.{json,md}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -58,7 +59,10 @@ def main() -> None:
         metrics = {name: None if prior is None else score_metric(
             fold.elsa, fold.split.train, device, prior=prior) for name, prior in PRIORS.items()}
         for seed in seeds:
-            sae, history = train_sae(fold.elsa, fold.split.train, fold.split.val, cfg.sae,
+            # one SAE per seed (not the shipped best of `restarts`): the metric's effect
+            # is compared SAE by SAE
+            sae, history = train_sae(fold.elsa, fold.split.train, fold.split.val,
+                                     dataclasses.replace(cfg.sae, restarts=1),
                                      device, torch.Generator().manual_seed(100 * seed
                                                                            + fold.index),
                                      progress=False)
