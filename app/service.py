@@ -158,34 +158,40 @@ def _json(data: Any) -> bytes:
     return pydantic_core.to_json(data, inf_nan_mode="null")
 
 
-def _parts(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]) -> dict[int, str]:
-    """Each "why" part some item names, as the JSON of a Why up to its contribution:
-    '{"neuron":..,"knob":..,"label":..,"contribution":' (a neuron's is built once)."""
+def _why_parts(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]
+               ) -> dict[int, dict[str, Any]]:
+    """The parts of the steered scores that some item names, once each, as Why dicts
+    without their contribution."""
+    names = engine.bundle.concepts.label_name
     why = ranked.why
-    out: dict[int, str] = {}
+    parts: dict[int, dict[str, Any]] = {}
     for j in np.unique(why.order[why.values > 0]).tolist():
         p = why.parts[j]
-        if p.kind == "knob":
-            out[j] = _json({"neuron": None, "knob": p.ref, "label": knobs[p.ref].label}
-                           ).decode()[:-1] + ',"contribution":'
-        else:
-            got = engine.memo.get(("why", p.ref))
-            if got is None:
-                got = engine.memo[("why", p.ref)] = _json({
-                    "neuron": p.ref, "knob": None,
-                    "label": engine.bundle.concepts.label_name(p.ref)}).decode()[:-1] \
-                    + ',"contribution":'
-            out[j] = got
-    return out
+        parts[j] = ({"neuron": None, "knob": p.ref, "label": knobs[p.ref].label}
+                    if p.kind == "knob" else
+                    {"neuron": p.ref, "knob": None, "label": names(p.ref)})
+    return parts
+
+
+def _part_json(engine: Engine, part: dict[str, Any]) -> str:
+    """A Why dict's JSON up to its contribution, '{"neuron":..,"knob":..,"label":..,
+    "contribution":'; a neuron's is built once (its label does not change)."""
+    key = ("why", part["neuron"])
+    got: str | None = engine.memo.get(key) if part["neuron"] is not None else None
+    if got is None:
+        got = _json(part).decode()[:-1] + ',"contribution":'
+        if part["neuron"] is not None:
+            engine.memo[key] = got
+    return got
 
 
 def ranked_json(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]) -> bytes:
     """`ranked_items` as JSON, written from each item's ItemOut JSON (built once) and
-    each named part's, with only the numbers written per answer (all in one `_json`
-    call): the same document at a fraction of the cost of building and dumping the
-    dicts (the API's hot path)."""
+    each named part's (`_part_json`), the numbers written in one `_json` call: the same
+    document at a fraction of the cost of building and dumping the dicts (the API's hot
+    path)."""
     heads = engine.item_json
-    parts = _parts(engine, ranked, knobs)
+    parts = {j: _part_json(engine, d) for j, d in _why_parts(engine, ranked, knobs).items()}
     why = ranked.why
     named = why.values > 0                        # [n, <=3]: the parts each item names
     n = len(ranked.items)
@@ -206,14 +212,8 @@ def ranked_items(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]
                  ) -> list[dict[str, Any]]:
     """RankedItem as dicts (templates read them as i.title; `ranked_json` writes the
     same as JSON)."""
-    names = engine.bundle.concepts.label_name
     why = ranked.why
-    parts: dict[int, dict[str, Any]] = {}        # the parts some item names, once each
-    for j in np.unique(why.order[why.values > 0]).tolist():
-        p = why.parts[j]
-        parts[j] = ({"neuron": None, "knob": p.ref, "label": knobs[p.ref].label}
-                    if p.kind == "knob" else
-                    {"neuron": p.ref, "knob": None, "label": names(p.ref)})
+    parts = _why_parts(engine, ranked, knobs)
     return [{**engine.item_dicts[i], "score": score, "rank": r,
              "rank_before": None if before < 0 else before,
              "why": [{**parts[j], "contribution": v} for j, v in zip(js, vs, strict=True)

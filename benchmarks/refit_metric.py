@@ -1,12 +1,12 @@
 """What the SAE refit's metric (SAEConfig.refine_metric) does to ranking and reconstruction.
 
 In each of K folds one ELSA is trained (the shipped defaults); for each SAE seed one SAE is
-trained on it (the shipped defaults), and that same SAE is then measured with each refit
-metric: "none" (the plain least squares), "top-items" (shipped, prior 0.1: items no
-training user gets in ELSA's top 20 weigh 0.1 against 1 per user who does) and
-"top-items" with prior 5 (closer to weighing every item's score alike). The comparison is
-paired twice over: the same test users and the same SAE. Writes
-reports/refit_metric.{json,md}.
+trained on it (the shipped defaults, trained once: not the best of `restarts`), and that
+same SAE is then measured with each refit metric: "none" (the plain least squares),
+"top-items" (shipped, prior 0.1: items no training user gets in ELSA's top 20 weigh 0.1
+against 1 per user who does) and "top-items" with prior 5 (closer to weighing every item's
+score alike). The comparison is paired twice over: the same test users and the same SAE.
+Writes reports/refit_metric.{json,md}.
 
     .venv/bin/python -m benchmarks.refit_metric [--folds 5] [--seeds 1,2,3] [--device auto]
 """

@@ -457,9 +457,15 @@ def untrained_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SAEConfig
 
 
 def _set_metric(sae: SparseAutoencoder, backbone: ELSA | MultVAE, train: sp.csr_matrix,
-                cfg: SAEConfig, device: torch.device) -> None:
-    if _check_metric(sae, backbone, cfg) and isinstance(backbone, ELSA):
-        sae.set_refine_metric(score_metric(backbone, train, device))
+                cfg: SAEConfig, device: torch.device,
+                metric: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Give `sae` the refit metric `cfg` asks for (`metric`, if already computed for this
+    backbone and data, else `score_metric`); -> the metric set, None if none applies."""
+    if not (_check_metric(sae, backbone, cfg) and isinstance(backbone, ELSA)):
+        return None
+    metric = score_metric(backbone, train, device) if metric is None else metric
+    sae.set_refine_metric(metric)
+    return metric
 
 
 def _check_metric(sae: SparseAutoencoder, backbone: ELSA | MultVAE, cfg: SAEConfig
@@ -518,10 +524,7 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
             int(torch.randint(2**62, (1,), generator=generator)))
         sae, history = _train_one_sae(backbone, train, val, cfg, device, gen, reference,
                                       progress)
-        if _check_metric(sae, backbone, cfg) and isinstance(backbone, ELSA):
-            if metric is None:
-                metric = score_metric(backbone, train, device)
-            sae.set_refine_metric(metric)
+        metric = _set_metric(sae, backbone, train, cfg, device, metric)
         if cfg.restarts == 1:
             return sae, history
         sae.eval()

@@ -3,12 +3,10 @@ search. Documented at /docs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -93,17 +91,6 @@ def user_code(user_id: int, engine: EngineDep) -> CodeOut:
     return service.user_code(engine, user_id)
 
 
-class DirectRoute(APIRoute):
-    """A route whose endpoint takes the Request and returns its Response itself: FastAPI
-    solves no dependencies and processes no body or response model for it (its OpenAPI
-    entry stays as declared; errors still reach the app's exception handlers). For the
-    hot path, where that machinery cost more than the knob change. Router or app level
-    `dependencies` do not run for it: the endpoint does all its own checks."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
-
-
 async def recommendations(request: Request) -> Response:
     """Top n for a user or a list of liked items, steered by knobs, beside the
     unsteered list; each item says which neurons lift it most."""
@@ -119,8 +106,7 @@ async def recommendations(request: Request) -> Response:
 
 
 router.add_api_route("/recommendations", recommendations, methods=["POST"],
-                     response_model=RecommendOut, openapi_extra=json_body(RecommendIn),
-                     route_class_override=DirectRoute)
+                     response_model=RecommendOut, openapi_extra=json_body(RecommendIn))
 
 FAST_LANE = {("POST", "/api/v1/recommendations"): recommendations}
 """What `app.fastlane.FastLane` takes past FastAPI's routing (the slider's hot path);

@@ -131,6 +131,12 @@ def test_the_apps_recommendations_go_through_the_lane(settings: Settings,
                       json={"user": 10**9}).json()["detail"] == "unknown user 1000000000"
 
 
+@pytest.fixture(scope="module")
+def engine(bundle_dir: Path) -> Engine:
+    b = load_bundle(bundle_dir)
+    return Engine(b, b.elsa.A.device, 1 << 24, 64)
+
+
 @pytest.mark.parametrize("knobs", [
     [],
     [{"neuron": 0, "alpha": 0.3}],
@@ -138,9 +144,8 @@ def test_the_apps_recommendations_go_through_the_lane(settings: Settings,
      {"neuron": 3, "alpha": 0.5}],
 ])
 @pytest.mark.parametrize("n", [1, 7, 20, 100])
-def test_ranked_json_writes_what_the_dicts_dump(bundle_dir: Path, knobs: list[dict],
+def test_ranked_json_writes_what_the_dicts_dump(engine: Engine, knobs: list[dict],
                                                 n: int) -> None:
-    engine = _engine(bundle_dir)
     state = engine.user(0)
     applied, shown = service.knobs_from(engine, [KnobIn(**k) for k in knobs])
     ranked = engine.recommend(state, applied, n)
@@ -151,13 +156,3 @@ def test_ranked_json_writes_what_the_dicts_dump(bundle_dir: Path, knobs: list[di
     RecommendOut.model_validate_json(service.recommend(engine, RecommendIn(
         user=int(engine.bundle.interactions.users.ids[0]), n=n,
         knobs=[KnobIn(**k) for k in knobs])))
-
-
-_ENGINES: dict[Path, Engine] = {}
-
-
-def _engine(bundle_dir: Path) -> Engine:
-    if bundle_dir not in _ENGINES:
-        b = load_bundle(bundle_dir)
-        _ENGINES[bundle_dir] = Engine(b, b.elsa.A.device, 1 << 24, 64)
-    return _ENGINES[bundle_dir]
