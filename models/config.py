@@ -91,7 +91,8 @@ class SAEConfig:
     "none": the error of the standardised embedding. "top-items": the error of the item
     scores it decodes to, each item weighted by how many training users have it in the
     backbone's own top 20 (models.train.score_metric): the scores a ranking reads. Set
-    once training has ended; early stopping judges the plain refit."""
+    once training has ended; early stopping judges the plain refit, and the epoch kept is
+    the one whose fidelity with the metric, as served, was best."""
     restarts: int = 1
     """Knobs: train this many SAEs from different seeds and keep the one whose nested
     model, as served (eval mode, refit metric set), best keeps the backbone's own top 20

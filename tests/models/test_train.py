@@ -22,6 +22,7 @@ from models.recommender import Recommender
 from models.sae import SparseAutoencoder, TopKSAE
 from models.train import (
     EarlyStopping,
+    History,
     _fit,
     elsa_teacher,
     embed_rows,
@@ -116,11 +117,11 @@ def test_sae_stops_early_on_fidelity_and_restores_its_best(
                                                                   abs=1e-9)
 
 
-def test_fit_restores_the_epoch_its_selected_metric_liked_best() -> None:
-    """_fit keeps the state of the epoch where `select` peaked, not where another
-    recorded metric did (the SAE records held-out nDCG@20 beside its fidelity)."""
+def _fit_scripted(curves: dict[str, list[float]], select: str, patience: int,
+                  keep: str | None = None) -> tuple[History, float]:
+    """_fit over a module whose weight is the epoch number, validated by `curves` (one
+    value per epoch each): -> the history and the epoch the restored weight says."""
     module = torch.nn.Linear(1, 1, bias=False)
-    fid, held_out = [0.1, 0.4, 0.3, 0.2, 0.2], [0.9, 0.1, 0.1, 0.1, 0.1]
 
     def run_epoch(epoch: int) -> float:
         with torch.no_grad():
@@ -131,11 +132,32 @@ def test_fit_restores_the_epoch_its_selected_metric_liked_best() -> None:
 
     def validate() -> dict[str, float]:
         epoch["now"] += 1
-        return {"fid": fid[epoch["now"]], "other": held_out[epoch["now"]]}
+        return {name: values[epoch["now"]] for name, values in curves.items()}
 
-    history = _fit("t", module, module, validate, "fid", 5, 3, run_epoch, False)
+    max_epochs = len(next(iter(curves.values())))
+    history = _fit("t", module, module, validate, select, max_epochs, patience, run_epoch,
+                   False, keep=keep)
+    return history, module.weight.item()
+
+
+def test_fit_restores_the_epoch_its_selected_metric_liked_best() -> None:
+    """_fit keeps the state of the epoch where `select` peaked, not where another
+    recorded metric did (the SAE records held-out nDCG@20 beside its fidelity)."""
+    fid, held_out = [0.1, 0.4, 0.3, 0.2, 0.2], [0.9, 0.1, 0.1, 0.1, 0.1]
+    history, kept = _fit_scripted({"fid": fid, "other": held_out}, "fid", 3)
     assert [h["fid"] for h in history] == fid and [h["other"] for h in history] == held_out
-    assert module.weight.item() == 1.0                  # fidelity's best epoch, not 0
+    assert kept == 1.0                                  # fidelity's best epoch, not 0
+
+
+def test_fit_keeps_the_epoch_where_keep_peaked_and_stops_on_select() -> None:
+    """With `keep`, _fit still stops when `select` has not improved for `patience` epochs,
+    but restores the epoch where `keep` peaked (the SAE: fidelity as served, stopping on
+    the plain fidelity)."""
+    fid = [0.1, 0.5, 0.4, 0.3, 0.2, 0.9]          # select peaks at epoch 1, stops at 4
+    served = [0.2, 0.3, 0.6, 0.1, 0.1, 0.9]       # keep peaks at epoch 2
+    history, kept = _fit_scripted({"fid": fid, "served": served}, "fid", 3, keep="served")
+    assert len(history) == 5                     # epochs 2-4 brought select no gain
+    assert kept == 2.0                           # keep's best epoch, not select's (1)
 
 
 def test_elsa_beats_popularity(split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
@@ -506,7 +528,15 @@ def test_sae_with_the_top_items_metric(
     plain, plain_history = train_sae(elsa, split.train, split.val,
                                      dataclasses.replace(cfg, refine_metric="none"), CPU,
                                      torch.Generator().manual_seed(3), progress=False)
-    assert plain_history == history and torch.equal(plain.W_dec, sae.W_dec)
+    assert torch.equal(plain.W_dec, sae.W_dec)
+
+    def without_served(h: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in e.items() if k != "val_fidelity_served@20"} for e in h]
+
+    assert without_served(plain_history) == without_served(history)
+    # without a metric, as served is the plain refit; with one, it is measured beside it
+    assert all(e["val_fidelity_served@20"] == e["val_fidelity@20"] for e in plain_history)
+    assert all(e["val_fidelity_served@20"] != e["val_fidelity@20"] for e in history)
     with pytest.raises(ValueError, match="MultVAE"):
         train_sae(MultVAE(split.train.shape[1], 8), split.train, split.val, cfg, CPU,
                   torch.Generator().manual_seed(3), progress=False)
@@ -518,7 +548,7 @@ def test_sae_restarts_keep_the_most_faithful_as_served(
     the one returned is, of the three, the one whose nested model as served (eval mode,
     metric set) best keeps ELSA's top 20 for the validation users."""
     elsa = trained_elsa[0]
-    cfg = dataclasses.replace(SAE_CFG, refine_metric="top-items", max_epochs=2)
+    cfg = dataclasses.replace(SAE_CFG, refine_metric="top-items", max_epochs=6)
     reference = top_matrix(Recommender(elsa), split.val.input, CPU)
 
     def served(sae: SparseAutoencoder) -> float:
@@ -545,6 +575,12 @@ def test_sae_restarts_keep_the_most_faithful_as_served(
     assert history == candidates[chosen][1]
     assert isinstance(best, TopKSAE) and best.refine_metric is not None
     assert served(best) == max(scores)
+    # each SAE is its best epoch as served (early stopping watched the plain refit)
+    for sae, hist in candidates:
+        assert served(sae) == pytest.approx(max(h["val_fidelity_served@20"] for h in hist))
+    assert any(int(np.argmax([h["val_fidelity_served@20"] for h in hist]))
+               != int(np.argmax([h["val_fidelity@20"] for h in hist]))
+               for _, hist in candidates)          # the two numbers picked differently
     with pytest.raises(ValueError, match="restarts must be at least 1"):
         train_sae(elsa, split.train, split.val, dataclasses.replace(cfg, restarts=0), CPU,
                   torch.Generator().manual_seed(5), progress=False)
