@@ -36,27 +36,37 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class FoldBenchmark:
-    """args: the parsed command line; device, data and the shipped defaults for them."""
+    """args: the parsed command line; device, data and the shipped defaults for them;
+    seeds: the SAE seeds asked for (--seeds; [] where the benchmark takes none)."""
 
     args: argparse.Namespace
     device: torch.device
     data: Interactions
     cfg: TrainConfig
+    seeds: list[int]
 
 
-def fold_benchmark(description: str | None, out: str) -> FoldBenchmark:
-    """Parse --dataset, --folds, --device, --out (default reports/OUT), set up logging,
-    load the dataset and its default training config."""
+def fold_benchmark(description: str | None, out: str, seeds: str | None = None,
+                   needs_metric: bool = False) -> FoldBenchmark:
+    """Parse --dataset, --folds, --device, --out (default reports/OUT) and, where `seeds`
+    gives their default, --seeds (SAE seeds per fold); set up logging, load the dataset
+    and its default training config. `needs_metric`: stop with a usage error unless the
+    shipped SAE refits with a metric."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", default="ml-latest-small")
     parser.add_argument("--folds", type=int, default=5)
+    if seeds is not None:
+        parser.add_argument("--seeds", default=seeds, help="SAE seeds per fold")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / out)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = load_dataset(args.dataset, hetrec_metadata=False).interactions
-    return FoldBenchmark(args, resolve_device(args.device), data,
-                         defaults_for(data.n_users))
+    cfg = defaults_for(data.n_users)
+    if needs_metric and cfg.sae.refine_metric != "top-items":
+        parser.error(f"the shipped SAE for {args.dataset} does not refit with a metric")
+    return FoldBenchmark(args, resolve_device(args.device), data, cfg,
+                         [int(s) for s in args.seeds.split(",")] if seeds is not None else [])
 
 
 @dataclass
@@ -126,6 +136,13 @@ def fmt_paired(diff_ci: list[float]) -> str:
     """[diff, ci_low, ci_high] -> '+0.0012 [-0.0030, +0.0051]' for the tables."""
     d, lo, hi = diff_ci
     return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
+def seeded_command(name: str, report: dict[str, Any]) -> str:
+    """The report's closing line: the command that reran it (--folds, --seeds) and its
+    minutes."""
+    return (f"`python -m benchmarks.{name} --folds {report['folds']} --seeds "
+            f"{','.join(map(str, report['seeds']))}` ({report['seconds'] / 60:.0f} min)")
 
 
 def write_reports(out: Path, report: dict[str, Any], lines: list[str]) -> None:

@@ -14,43 +14,35 @@ Writes reports/refit_metric.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks.common import REPO, elsa_folds, fmt_paired, sae_row, write_reports
-from models.config import defaults_for
-from models.data.datasets import load_dataset
+from benchmarks.common import (
+    elsa_folds,
+    fmt_paired,
+    fold_benchmark,
+    sae_row,
+    seeded_command,
+    write_reports,
+)
 from models.evaluate import SAEStats, machine_info, sae_stats
 from models.metrics import paired_bootstrap
 from models.recommender import Recommender
 from models.sae import TopKSAE
-from models.train import evaluate_heldout, resolve_device, score_metric, train_sae
+from models.train import evaluate_heldout, score_metric, train_sae
 
 PRIORS = {"none": None, "top-items (shipped, prior 0.1)": 0.1, "top-items, prior 5": 5.0}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", default="ml-latest-small")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seeds", default="1,2,3", help="SAE seeds per fold")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "refit_metric")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    device = resolve_device(args.device)
-    data = load_dataset(args.dataset, hetrec_metadata=False).interactions
-    cfg = defaults_for(data.n_users)
-    if cfg.sae.refine_metric != "top-items":
-        parser.error(f"the shipped SAE for {args.dataset} does not refit with a metric")
+    bench = fold_benchmark(__doc__, "refit_metric", seeds="1,2,3", needs_metric=True)
+    args, seeds, device, data, cfg = (bench.args, bench.seeds, bench.device, bench.data,
+                                      bench.cfg)
     ndcg: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *PRIORS]}
     recall: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *PRIORS]}
     stats: dict[str, list[SAEStats]] = {n: [] for n in PRIORS}
@@ -129,8 +121,7 @@ def markdown(report: dict[str, Any]) -> list[str]:
         cells = [f"{100 * np.mean([r[v]['ndcg_kept'] for r in mine]):.1f}%"
                  for v in report["variants"]]
         lines.append(f"| {f + 1} | " + " | ".join(cells) + " |")
-    lines += ["", f"`python -m benchmarks.refit_metric --folds {report['folds']} --seeds "
-              f"{','.join(map(str, report['seeds']))}` ({report['seconds'] / 60:.0f} min)"]
+    lines += ["", seeded_command("refit_metric", report)]
     return lines
 
 

@@ -596,5 +596,5 @@ def _train_one_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut,
     # the epoch the plain fidelity picks (README "Results on ml-latest-small")
     history = _fit("sae", sae, nested, validate, "val_fidelity@20", cfg.max_epochs,
                    cfg.patience, epoch, progress, cfg.min_delta,
-                   keep="val_fidelity_served@20")
+                   keep=None if metric is None else "val_fidelity_served@20")
     return sae, history

@@ -542,6 +542,21 @@ def test_sae_with_the_top_items_metric(
                   torch.Generator().manual_seed(3), progress=False)
 
 
+def test_sae_without_a_metric_keeps_the_early_stopping_epoch(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
+    """With no refit metric, as served is the plain refit: the epoch kept is early
+    stopping's, which counts a gain only above min_delta (not the plain argmax)."""
+    elsa = trained_elsa[0]
+    cfg = dataclasses.replace(SAE_CFG, max_epochs=5, patience=5, min_delta=0.5)
+    sae, history = train_sae(elsa, split.train, split.val, cfg, CPU,
+                             torch.Generator().manual_seed(3), progress=False)
+    curve = [h["val_fidelity@20"] for h in history]
+    assert max(curve) > curve[0]            # a later epoch was better, but not by 0.5
+    reference = top_matrix(Recommender(elsa), split.val.input, CPU)
+    kept = fidelity(rank(Recommender(elsa, sae.eval()), split.val.input, CPU), reference)
+    assert kept == pytest.approx(curve[0])
+
+
 def test_sae_restarts_keep_the_most_faithful_as_served(
         split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
     """restarts = 3: the first SAE is the one restarts = 1 trains from the same generator;
