@@ -35,7 +35,7 @@ from models.evaluate import SAEStats, machine_info, sae_stats
 from models.metrics import paired_bootstrap
 from models.recommender import Recommender
 from models.sae import TopKSAE
-from models.train import evaluate_heldout, score_metric, train_sae
+from models.train import EarlyStopping, evaluate_heldout, score_metric, train_sae
 
 RULES = ("best as served (shipped)", "best by the plain fidelity")
 
@@ -105,16 +105,15 @@ def main() -> None:
 
 
 def kept_epoch(history: list[dict[str, float]], rule: str, min_delta: float) -> int:
-    """The epoch `_fit` restored under `rule`: the first best served fidelity, or the last
-    epoch whose plain fidelity beat the best before it by more than `min_delta` (early
-    stopping's rule)."""
-    if rule == RULES[0]:
-        return int(np.argmax([h["val_fidelity_served@20"] for h in history]))
-    best, kept = float("-inf"), -1
+    """The epoch `_fit` restored under `rule`, replayed through the same EarlyStopping:
+    the first best served fidelity, or early stopping's best plain fidelity (a gain
+    counting only above `min_delta`)."""
+    served = rule == RULES[0]
+    replay = EarlyStopping(len(history) + 1, 0.0 if served else min_delta)
     for epoch, h in enumerate(history):
-        if h["val_fidelity@20"] > best + min_delta:
-            best, kept = h["val_fidelity@20"], epoch
-    return kept
+        replay.update(h["val_fidelity_served@20" if served else "val_fidelity@20"], epoch,
+                      torch.nn.Module())
+    return replay.best_epoch
 
 
 def markdown(report: dict[str, Any]) -> list[str]:

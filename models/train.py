@@ -576,17 +576,15 @@ def _train_one_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut,
     def validate() -> dict[str, float]:
         ranked = rank(nested, val.input, device)
         _, ndcg = recall_ndcg_at_k(ranked, val.target)
-        got = {"val_fidelity@20": fidelity(ranked, reference),
-               "val_ndcg@20": float(np.nanmean(ndcg))}
+        plain = served = fidelity(ranked, reference)
         if metric is not None:               # as served: the refit measured by the metric
             _serve_with(sae, metric)
             try:
                 served = fidelity(rank(nested, val.input, device), reference)
             finally:
                 _serve_with(sae, None)
-        got["val_fidelity_served@20"] = served if metric is not None else got[
-            "val_fidelity@20"]
-        return got
+        return {"val_fidelity@20": plain, "val_ndcg@20": float(np.nanmean(ndcg)),
+                "val_fidelity_served@20": served}
 
     # Knobs: the refit metric is set after training (by train_sae). Early stopping judges
     # the plain refit: fidelity through the score-weighted refit levels off within a few
