@@ -25,7 +25,7 @@ from models.config import SAEConfig, TrainConfig, defaults_for
 from models.data.datasets import load_dataset
 from models.data.interactions import Interactions, Split, kfold_splits
 from models.elsa import ELSA
-from models.evaluate import SAEStats, sae_stats
+from models.evaluate import SAEStats, machine_info, sae_stats
 from models.metrics import paired_bootstrap
 from models.recommender import Recommender
 from models.sae import SparseAutoencoder
@@ -130,6 +130,50 @@ def sae_row(ndcg: list[np.ndarray], recall: list[np.ndarray], base_ndcg: np.ndar
             "cosine": float(np.mean([s.cosine for s in stats])),
             "l0": float(np.mean([s.l0 for s in stats])),
             "dead_fraction": float(np.mean([s.dead_fraction for s in stats]))}
+
+
+def measure_served(fold: ElsaFold, sae: SparseAutoencoder, device: torch.device
+                   ) -> tuple[np.ndarray, np.ndarray, SAEStats, dict[str, float]]:
+    """The SAE, as it is set now, nested in the fold's ELSA: per-user test recall and
+    nDCG@20, its reconstruction statistics, and the per-SAE row the benchmarks that
+    serve one SAE several ways report (shares of ELSA's kept, cosine)."""
+    r, n = evaluate_heldout(Recommender(fold.elsa, sae), fold.split.test, device)
+    st = sae_stats(fold.elsa, sae, fold.split, device)
+    return r, n, st, {"ndcg_kept": float(np.nanmean(n) / np.nanmean(fold.ndcg)),
+                      "recall_kept": float(np.nanmean(r) / np.nanmean(fold.recall)),
+                      "cosine": st.cosine}
+
+
+def grid_report(bench: FoldBenchmark, variants: dict[str, Any], per_sae: list[dict[str, Any]],
+                seconds: float) -> dict[str, Any]:
+    """The report of a benchmark that serves each of its SAEs (folds x seeds) several
+    ways: its settings, the variants' rows, the per-SAE rows, its time and machine."""
+    return {"dataset": bench.args.dataset, "folds": bench.args.folds, "seeds": bench.seeds,
+            "device": bench.device.type, "saes": len(per_sae), "variants": variants,
+            "per_sae": per_sae, "seconds": seconds, "machine": machine_info(bench.device)}
+
+
+def grid_intro(report: dict[str, Any]) -> str:
+    """'5-fold over users; per fold one ELSA and 2 SAEs (seeds 1, 2), 10 SAEs in all,
+    on cpu' for `grid_report`'s reports."""
+    return (f"{report['folds']}-fold over users; per fold one ELSA and "
+            f"{len(report['seeds'])} SAEs (seeds {', '.join(map(str, report['seeds']))}), "
+            f"{report['saes']} SAEs in all, on {report['device']}")
+
+
+def fold_table(report: dict[str, Any], recall: bool = False) -> list[str]:
+    """Per fold, the mean over its SAEs of each variant's nDCG@20 kept (and Recall@20's):
+    `report["per_sae"]` rows hold {"fold", variant: {"ndcg_kept", "recall_kept"}}."""
+    names = list(report["variants"])
+    lines = [f"Per fold (mean over seeds), nDCG@20{' / Recall@20' if recall else ''} kept:",
+             "", "| fold | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for f in range(report["folds"]):
+        mine = [r for r in report["per_sae"] if r["fold"] == f]
+        cells = [f"{100 * np.mean([r[v]['ndcg_kept'] for r in mine]):.1f}%"
+                 + (f" / {100 * np.mean([r[v]['recall_kept'] for r in mine]):.1f}%"
+                    if recall else "") for v in names]
+        lines.append(f"| {f + 1} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def fmt_paired(diff_ci: list[float]) -> str:

@@ -26,15 +26,18 @@ from benchmarks.common import (
     elsa_folds,
     fmt_paired,
     fold_benchmark,
+    fold_table,
+    grid_intro,
+    grid_report,
+    measure_served,
     sae_row,
     seeded_command,
     write_reports,
 )
-from models.evaluate import SAEStats, machine_info, sae_stats
+from models.evaluate import SAEStats
 from models.metrics import paired_bootstrap
-from models.recommender import Recommender
 from models.sae import TopKSAE
-from models.train import evaluate_heldout, score_metric, train_sae
+from models.train import score_metric, train_sae
 
 PRIORS = {"none": None, "top-items (shipped, prior 0.1)": 0.1, "top-items, prior 5": 5.0}
 
@@ -68,14 +71,10 @@ def main() -> None:
             row: dict[str, Any] = {"fold": fold.index, "seed": seed, "epochs": len(history)}
             for name, metric in metrics.items():
                 sae.set_refine_metric(metric)
-                r, n = evaluate_heldout(Recommender(fold.elsa, sae), fold.split.test, device)
-                st = sae_stats(fold.elsa, sae, fold.split, device)
+                r, n, st, row[name] = measure_served(fold, sae, device)
                 recall[name].append(r)
                 ndcg[name].append(n)
                 stats[name].append(st)
-                row[name] = {"ndcg_kept": float(np.nanmean(n) / np.nanmean(fold.ndcg)),
-                             "recall_kept": float(np.nanmean(r) / np.nanmean(fold.recall)),
-                             "cosine": st.cosine}
             per_sae.append(row)
             logging.info("fold %d seed %d: %s", fold.index + 1, seed, {
                 k: round(v["ndcg_kept"], 4) for k, v in row.items() if isinstance(v, dict)})
@@ -89,19 +88,14 @@ def main() -> None:
             paired_bootstrap(np.concatenate(ndcg[name]), none_n, rng))
         rows[name]["better_than_none"] = sum(
             r[name]["ndcg_kept"] > r["none"]["ndcg_kept"] for r in per_sae)
-    report = {"dataset": args.dataset, "folds": args.folds, "seeds": seeds,
-              "device": device.type, "saes": len(per_sae), "variants": rows,
-              "per_sae": per_sae, "seconds": time.perf_counter() - started,
-              "machine": machine_info(device)}
+    report = grid_report(bench, rows, per_sae, time.perf_counter() - started)
     write_reports(args.out, report, markdown(report))
 
 
 def markdown(report: dict[str, Any]) -> list[str]:
     n = report["saes"]
     lines = [f"# The SAE refit's metric on {report['dataset']}", "",
-             f"{report['folds']}-fold over users; per fold one ELSA and {len(report['seeds'])}"
-             f" SAEs (seeds {', '.join(map(str, report['seeds']))}), {n} SAEs in all, on "
-             f"{report['device']}. Each SAE is measured with every metric, so the rows differ "
+             f"{grid_intro(report)}. Each SAE is measured with every metric, so the rows differ "
              "only in how its codes are refit. Kept: ELSA+SAE / ELSA, pooled over all SAEs' "
              "test users. Paired differences: per user and SAE, 95% bootstrap CI.", "",
              "| refit metric | nDCG kept | Recall kept | paired nDCG vs ELSA | paired nDCG vs "
@@ -113,14 +107,7 @@ def markdown(report: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {100 * r['ndcg_kept']:.1f}% | {100 * r['recall_kept']:.1f}% "
                      f"| {fmt_paired(r['paired_ndcg'])} | {vs_none} | {better} | "
                      f"{r['cosine']:.3f} |")
-    lines += ["", "Per fold (mean over seeds), nDCG@20 kept:", "",
-              "| fold | " + " | ".join(report["variants"]) + " |",
-              "|---|" + "---|" * len(report["variants"])]
-    for f in range(report["folds"]):
-        mine = [r for r in report["per_sae"] if r["fold"] == f]
-        cells = [f"{100 * np.mean([r[v]['ndcg_kept'] for r in mine]):.1f}%"
-                 for v in report["variants"]]
-        lines.append(f"| {f + 1} | " + " | ".join(cells) + " |")
+    lines += ["", *fold_table(report)]
     lines += ["", seeded_command("refit_metric", report)]
     return lines
 

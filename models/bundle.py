@@ -43,11 +43,12 @@ from models.data.interactions import Interactions, Vocabulary
 from models.elsa import ELSA
 from models.sae import BasicSAE, SparseAutoencoder, TopKSAE
 
-FORMAT_VERSION = 4  # 2: sae.refine_steps, sae.refine_candidates; 3: concepts.*;
-#                    4: sae.refine_metric
-READS = (3, 4)
+FORMAT_VERSION = 5  # 2: sae.refine_steps, sae.refine_candidates; 3: concepts.*;
+#                    4: sae.refine_metric; 5: sae.refine_solver
+READS = (3, 4, 5)
 """Format versions this Knobs loads: a version 3 bundle is a version 4 one without a refit
-metric."""
+metric; a version 4 bundle is a version 5 one whose refit takes plain projected-gradient
+steps (the only solver it knew)."""
 MANIFEST = "manifest.json"
 FILES = ("config.json", "elsa.safetensors", "sae.safetensors", "interactions.safetensors",
          "catalog.jsonl", "quality.json", "concepts.json", "concepts.safetensors")
@@ -148,6 +149,7 @@ def save_bundle(out: str | Path, *, dataset: str, elsa: ELSA, sae: SparseAutoenc
                     "k": getattr(sae, "k", None),
                     "refine_steps": getattr(sae, "refine_steps", 0),
                     "refine_candidates": getattr(sae, "refine_candidates", 0),
+                    "refine_solver": getattr(sae, "refine_solver", "projected-gradient"),
                     "refine_metric": getattr(sae, "refine_metric", None) is not None},
             "train": train_config.to_dict(),
             "versions": {"torch": torch.__version__, "numpy": np.__version__},
@@ -350,6 +352,8 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         if not isinstance(metric, bool) or (metric and config["format_version"] < 4):
             raise ValueError(f"sae.refine_metric {metric!r} is not a boolean of this format "
                              "version (true needs version 4)")
+        solver = (config["sae"]["refine_solver"] if config["format_version"] >= 5
+                  else "projected-gradient")
         train_config = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path / 'config.json'}: missing or invalid field ({exc})") from exc
@@ -391,7 +395,7 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     elsa.A.data.copy_(a)
     try:
         sae: SparseAutoencoder = (TopKSAE(d, h, int(k), refine_steps=refine[0],
-                                          refine_candidates=refine[1])
+                                          refine_candidates=refine[1], refine_solver=solver)
                                   if kind == "topk" else BasicSAE(d, h))
     except ValueError as exc:
         raise BundleError(f"{path / 'config.json'}: invalid SAE settings ({exc})") from exc

@@ -93,6 +93,13 @@ class SAEConfig:
     backbone's own top 20 (models.train.score_metric): the scores a ranking reads. Set
     once training has ended; early stopping judges the plain refit, and the epoch kept is
     the one whose fidelity with the metric, as served, was best."""
+    refine_solver: Literal["projected-gradient", "accelerated"] = "projected-gradient"
+    """Knobs (with refine_steps): how the refit's non-negative least squares are solved
+    (models.sae.TopKSAE.refit): plain projected-gradient steps, or the same steps
+    accelerated (FISTA with adaptive restart), which come far closer to the optimum in
+    the same number of steps. The small-data default stays plain: the exact optimum kept
+    no more of ELSA's ranking beyond noise and cost reconstruction cosine
+    (reports/refit_solver.md)."""
     restarts: int = 1
     """Knobs: train this many SAEs from different seeds and keep the one whose nested
     model, as served (eval mode, refit metric set), best keeps the backbone's own top 20

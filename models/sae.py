@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 EPS = 1e-7
+REFINE_SOLVERS = ("projected-gradient", "accelerated")
+"""How `TopKSAE.refit` solves its non-negative least squares (SAEConfig.refine_solver)."""
 
 
 class Standardized(NamedTuple):
@@ -172,7 +174,8 @@ class TopKSAE(SparseAutoencoder):
     """
 
     def __init__(self, d: int, h: int, k: int, generator: torch.Generator | None = None,
-                 refine_steps: int = 0, refine_candidates: int = 0) -> None:
+                 refine_steps: int = 0, refine_candidates: int = 0,
+                 refine_solver: str = "projected-gradient") -> None:
         if not 1 <= k <= h:
             raise ValueError(f"TopK needs 1 <= k <= h, got k={k}, h={h}")
         if refine_steps < 0:
@@ -180,10 +183,14 @@ class TopKSAE(SparseAutoencoder):
         if refine_candidates and not k <= refine_candidates <= h:
             raise ValueError(f"refine_candidates must be 0 or between k={k} and h={h}, "
                              f"got {refine_candidates}")
+        if refine_solver not in REFINE_SOLVERS:
+            raise ValueError(f"refine_solver must be one of {', '.join(REFINE_SOLVERS)}, got "
+                             f"{refine_solver!r}")
         super().__init__(d, h, generator)
         self.k = k
         self.refine_steps = refine_steps
         self.refine_candidates = refine_candidates
+        self.refine_solver = refine_solver
         self.refine_metric: torch.Tensor | None
         self.register_buffer("refine_metric", None)
         self._metric_rows: tuple[tuple[Any, ...], torch.Tensor] | None = None
@@ -283,9 +290,16 @@ class TopKSAE(SparseAutoencoder):
         """Knobs: the non-negative least-squares values of the chosen latents S,
         argmin_{e >= 0} ||(u~ - b_dec) - e W_dec[S]||_M^2, given the support's Gram matrix
         `gram` = W_dec[S] M W_dec[S]^T and `rhs` = W_dec[S] M (u~ - b_dec) (M the
-        `refine_metric`, the identity without one), by `refine_steps`
-        projected-gradient steps of size 1/L (L the largest eigenvalue of `gram`) started
-        from the encoder's `values`.
+        `refine_metric`, the identity without one), by `refine_steps` steps of size 1/L
+        (L the largest eigenvalue of `gram`) started from the encoder's `values`.
+
+        `refine_solver` "projected-gradient": plain projected-gradient steps.
+        "accelerated": the same steps taken from an extrapolated point (FISTA, Beck and
+        Teboulle 2009), the momentum dropped for a vector whenever its step goes uphill
+        (adaptive restart, O'Donoghue and Candes 2015). Same cost per step; the Gram
+        matrices of 64 candidates are ill-conditioned (median condition number ~1,000 on
+        ml-latest-small), where plain steps converge slowly (README, "The refit's
+        solver").
 
         A one-layer encoder is a fair judge of *which* latents a vector may need but a poor
         one of *how much* of each, above all on held-out users it never saw
@@ -294,9 +308,21 @@ class TopKSAE(SparseAutoencoder):
         """
         step = 1.0 / torch.linalg.eigvalsh(gram)[..., -1:].clamp_min(EPS)
         e = values.clamp_min(0)
+        if self.refine_solver == "projected-gradient":
+            for _ in range(self.refine_steps):
+                grad = (gram @ e.unsqueeze(-1)).squeeze(-1) - rhs
+                e = (e - step * grad).clamp_min(0)
+            return e
+        y, t = e, torch.ones_like(step)
         for _ in range(self.refine_steps):
-            grad = (gram @ e.unsqueeze(-1)).squeeze(-1) - rhs
-            e = (e - step * grad).clamp_min(0)
+            grad = (gram @ y.unsqueeze(-1)).squeeze(-1) - rhs
+            new = (y - step * grad).clamp_min(0)
+            t_next = (1 + (1 + 4 * t * t).sqrt()) / 2
+            uphill = (grad * (new - e)).sum(dim=-1, keepdim=True) > 0
+            momentum = torch.where(uphill, 0.0, (t - 1) / t_next)
+            t = torch.where(uphill, 1.0, t_next)
+            y = new + momentum * (new - e)
+            e = new
         return e
 
 

@@ -438,7 +438,7 @@ def make_sae(d: int, cfg: SAEConfig, generator: torch.Generator) -> SparseAutoen
         if cfg.refine_metric != "none" and cfg.refine_steps == 0:
             raise ValueError("refine_metric measures the refit: it needs refine_steps > 0")
         return TopKSAE(d, cfg.h, cfg.k, generator, refine_steps=cfg.refine_steps,
-                       refine_candidates=cfg.refine_candidates)
+                       refine_candidates=cfg.refine_candidates, refine_solver=cfg.refine_solver)
     if cfg.kind == "basic":
         if cfg.refine_steps or cfg.refine_candidates or cfg.refine_metric != "none":
             raise ValueError("refine_steps, refine_candidates and refine_metric apply to the "

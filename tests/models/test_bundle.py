@@ -44,7 +44,8 @@ def catalog(synthetic: Synthetic, interactions: Interactions) -> pd.DataFrame:
 def models(n_items: int, seed: int) -> tuple[ELSA, TopKSAE]:
     gen = torch.Generator().manual_seed(seed)
     elsa, sae = ELSA(n_items, D, gen), TopKSAE(D, H, K, gen, refine_steps=REFINE,
-                                                 refine_candidates=2 * K)
+                                                 refine_candidates=2 * K,
+                                                 refine_solver="accelerated")
     with torch.no_grad():                                       # non-trivial biases
         sae.b_enc.copy_(0.1 * torch.randn(H, generator=gen))
         sae.b_dec.copy_(0.1 * torch.randn(D, generator=gen))
@@ -100,7 +101,7 @@ def test_save_then_load_gives_identical_scores(tmp_path: Path, interactions: Int
     with torch.no_grad():
         assert torch.equal(Recommender(b.elsa, b.sae)(x), Recommender(elsa, sae)(x))
     assert isinstance(b.sae, TopKSAE) and b.sae.k == K and b.sae.refine_steps == REFINE
-    assert b.sae.refine_candidates == 2 * K
+    assert b.sae.refine_candidates == 2 * K and b.sae.refine_solver == "accelerated"
     assert b.sae.refine_metric is not None and sae.refine_metric is not None
     assert torch.equal(b.sae.refine_metric, sae.refine_metric)
     assert b.config["sae"]["refine_metric"] is True
@@ -213,17 +214,50 @@ def test_version_3_bundle_loads_without_a_refit_metric(bundle: Path,
 
     def to_v3(config: dict[str, Any]) -> None:
         config["format_version"] = 3
-        del config["sae"]["refine_metric"]
+        del config["sae"]["refine_metric"], config["sae"]["refine_solver"]
 
     edit_config(bundle, to_v3)
     edit_manifest(bundle, format_version=3)
     b = load_bundle(bundle)
     assert isinstance(b.sae, TopKSAE) and b.sae.refine_metric is None
+    assert b.sae.refine_solver == "projected-gradient"
     elsa, sae = models(interactions.n_items, 0)                # the fixture's weights
     sae.set_refine_metric(None)
+    sae.refine_solver = "projected-gradient"
     x = torch.from_numpy(interactions.matrix[:16].toarray())
     with torch.no_grad():
         assert torch.equal(Recommender(b.elsa, b.sae)(x), Recommender(elsa, sae)(x))
+
+
+def test_version_4_bundle_refits_with_projected_gradient_steps(
+        bundle: Path, interactions: Interactions) -> None:
+    """A bundle from before the accelerated solver (format 4) is served as it was trained
+    and evaluated: its refit takes plain projected-gradient steps."""
+    def to_v4(config: dict[str, Any]) -> None:
+        config["format_version"] = 4
+        del config["sae"]["refine_solver"]
+
+    edit_config(bundle, to_v4)
+    edit_manifest(bundle, format_version=4)
+    b = load_bundle(bundle)
+    assert isinstance(b.sae, TopKSAE) and b.sae.refine_solver == "projected-gradient"
+    elsa, sae = models(interactions.n_items, 0)
+    x = torch.from_numpy(interactions.matrix[:16].toarray())
+    with torch.no_grad():
+        accelerated = Recommender(elsa, sae)(x)
+        sae.refine_solver = "projected-gradient"
+        assert torch.equal(Recommender(b.elsa, b.sae)(x), Recommender(elsa, sae)(x))
+    assert not torch.equal(Recommender(b.elsa, b.sae)(x), accelerated)
+
+
+@pytest.mark.parametrize("solver", ["newton", 3, None])
+def test_unknown_refit_solver(bundle: Path, solver: object) -> None:
+    edit_config(bundle, lambda c: c["sae"].update(refine_solver=solver))
+    with pytest.raises(BundleError, match=r"config\.json.*refine_solver"):
+        load_bundle(bundle)
+    edit_config(bundle, lambda c: c["sae"].pop("refine_solver"))
+    with pytest.raises(BundleError, match=r"config\.json.*refine_solver"):
+        load_bundle(bundle)
 
 
 def test_refit_metric_missing_or_not_symmetric(bundle: Path) -> None:
@@ -256,7 +290,8 @@ def test_refit_metric_flag_must_fit_the_format_and_the_sae(bundle: Path) -> None
 
 def test_config_and_manifest_versions_must_agree(bundle: Path) -> None:
     edit_config(bundle, lambda c: c.update(format_version=3))
-    with pytest.raises(BundleError, match=r"config\.json.*format version 3 \(manifest: 4\)"):
+    with pytest.raises(BundleError,
+                       match=rf"config\.json.*format version 3 \(manifest: {FORMAT_VERSION}\)"):
         load_bundle(bundle)
 
 

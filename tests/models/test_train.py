@@ -488,6 +488,14 @@ def test_basic_sae_refuses_refinement() -> None:
         make_sae(8, SAEConfig(kind="basic", h=16, refine_steps=5), torch.Generator())
 
 
+@pytest.mark.parametrize("solver", ["projected-gradient", "accelerated"])
+def test_make_sae_passes_the_refit_settings_on(solver: str) -> None:
+    sae = make_sae(8, SAEConfig(h=16, k=4, refine_steps=5, refine_candidates=8,
+                                refine_solver=solver), torch.Generator())  # type: ignore[arg-type]
+    assert isinstance(sae, TopKSAE)
+    assert (sae.refine_steps, sae.refine_candidates, sae.refine_solver) == (5, 8, solver)
+
+
 def test_score_metric_is_the_gram_of_the_items_rankings_reach(
         split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
     """M = A^T diag(w) A / mean diagonal, w_i = 0.1 + the number of training users with
