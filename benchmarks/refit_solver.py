@@ -1,6 +1,6 @@
 """How the SAE refit's least squares are solved (SAEConfig.refine_solver): plain
-projected-gradient steps against the same number of accelerated ones (FISTA with adaptive
-restart, shipped since session 12), and against a near-exact solution.
+projected-gradient steps (the shipped default) against the same number of accelerated ones
+(FISTA, the option added in session 12), and against a near-exact solution.
 
 In each of K folds one ELSA is trained (the shipped defaults). For each SAE seed one SAE is
 trained on it: the shipped SAE with one seed (restarts = 1) and the old solver, so that the
@@ -42,9 +42,9 @@ from models.metrics import paired_bootstrap
 from models.sae import TopKSAE, standardize
 from models.train import dense_rows, train_sae
 
-OLD = "projected-gradient, 50 steps (trained with)"
+OLD = "projected-gradient, 50 steps (shipped; trained with)"
 SOLVERS = {OLD: ("projected-gradient", 50),
-           "accelerated, 50 steps (shipped)": ("accelerated", 50),
+           "accelerated, 50 steps": ("accelerated", 50),
            "accelerated, 500 steps (near exact)": ("accelerated", 500)}
 
 

@@ -212,7 +212,8 @@ def _read_json(path: Path) -> Any:
 
 
 def _versions() -> str:
-    return " and ".join(str(v) for v in READS)
+    """READS for a message: '3, 4 and 5'."""
+    return " and ".join(filter(None, (", ".join(str(v) for v in READS[:-1]), str(READS[-1]))))
 
 
 def verify_manifest(path: Path) -> dict[str, Any]:

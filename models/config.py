@@ -80,7 +80,7 @@ class SAEConfig:
     """Start b_dec at the mean standardised training vector instead of zero."""
     refine_steps: int = 0
     """Knobs (TopK only): at inference, refit the values of the k chosen latents by
-    non-negative least squares with this many projected-gradient steps (0: the paper's
+    non-negative least squares with this many steps of `refine_solver` (0: the paper's
     plain encoder). Training is unchanged; early stopping judges the refit model."""
     refine_candidates: int = 0
     """Knobs (TopK, with refine_steps): the encoder proposes this many latents (its largest
@@ -96,7 +96,7 @@ class SAEConfig:
     refine_solver: Literal["projected-gradient", "accelerated"] = "projected-gradient"
     """Knobs (with refine_steps): how the refit's non-negative least squares are solved
     (models.sae.TopKSAE.refit): plain projected-gradient steps, or the same steps
-    accelerated (FISTA with adaptive restart), which come far closer to the optimum in
+    accelerated (FISTA), which come far closer to the optimum in
     the same number of steps. The small-data default stays plain: the exact optimum kept
     no more of ELSA's ranking beyond noise and cost reconstruction cosine
     (reports/refit_solver.md)."""

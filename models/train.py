@@ -440,10 +440,11 @@ def make_sae(d: int, cfg: SAEConfig, generator: torch.Generator) -> SparseAutoen
         return TopKSAE(d, cfg.h, cfg.k, generator, refine_steps=cfg.refine_steps,
                        refine_candidates=cfg.refine_candidates, refine_solver=cfg.refine_solver)
     if cfg.kind == "basic":
-        if cfg.refine_steps or cfg.refine_candidates or cfg.refine_metric != "none":
-            raise ValueError("refine_steps, refine_candidates and refine_metric apply to the "
-                             "TopK SAE only (a Basic SAE's support is not fixed); set them to "
-                             "0 / 'none' for 'basic'")
+        if (cfg.refine_steps or cfg.refine_candidates or cfg.refine_metric != "none"
+                or cfg.refine_solver != "projected-gradient"):
+            raise ValueError("refine_steps, refine_candidates, refine_metric and refine_solver "
+                             "apply to the TopK SAE only (a Basic SAE's support is not fixed); "
+                             "leave them at their defaults for 'basic'")
         return BasicSAE(d, cfg.h, generator)
     raise ValueError(f"SAE kind must be 'topk' or 'basic', got {cfg.kind!r}")
 

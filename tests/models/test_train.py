@@ -486,6 +486,9 @@ def test_elsa_trains_on_cuda(split: Split) -> None:
 def test_basic_sae_refuses_refinement() -> None:
     with pytest.raises(ValueError, match="TopK SAE only"):
         make_sae(8, SAEConfig(kind="basic", h=16, refine_steps=5), torch.Generator())
+    with pytest.raises(ValueError, match="TopK SAE only"):
+        make_sae(8, SAEConfig(kind="basic", h=16, refine_solver="accelerated"),
+                 torch.Generator())
 
 
 @pytest.mark.parametrize("solver", ["projected-gradient", "accelerated"])
