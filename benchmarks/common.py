@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ from models.elsa import ELSA
 from models.evaluate import SAEStats, machine_info, sae_stats
 from models.metrics import paired_bootstrap
 from models.recommender import Recommender
-from models.sae import SparseAutoencoder
+from models.sae import SparseAutoencoder, TopKSAE
 from models.train import evaluate_heldout, resolve_device, train_elsa_for, train_sae
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,13 +144,81 @@ def measure_served(fold: ElsaFold, sae: SparseAutoencoder, device: torch.device
                       "cosine": st.cosine}
 
 
-def grid_report(bench: FoldBenchmark, variants: dict[str, Any], per_sae: list[dict[str, Any]],
-                seconds: float) -> dict[str, Any]:
-    """The report of a benchmark that serves each of its SAEs (folds x seeds) several
-    ways: its settings, the variants' rows, the per-SAE rows, its time and machine."""
+@dataclass
+class ServedGrid:
+    """What `serve_grid` measured, per way of serving (and "elsa" for the backbone, one
+    entry per SAE): per-user test nDCG@20 and Recall@20 arrays, SAE statistics; per_sae:
+    {"fold", "seed", "epochs", way: `measure_served`'s row (+ `extra`'s)} per SAE."""
+
+    ndcg: dict[str, list[np.ndarray]]
+    recall: dict[str, list[np.ndarray]]
+    stats: dict[str, list[SAEStats]]
+    per_sae: list[dict[str, Any]]
+    seconds: float
+
+
+ServeWays = dict[str, Callable[[TopKSAE], None]]
+"""Ways to serve one trained SAE: name -> a function that sets the SAE up that way."""
+
+
+def serve_grid(bench: FoldBenchmark, sae_cfg: SAEConfig, ways: Callable[[ElsaFold], ServeWays],
+               extra: Callable[[ElsaFold, TopKSAE], dict[str, float]] | None = None
+               ) -> ServedGrid:
+    """Per fold (one ELSA) and SAE seed, one TopK SAE trained with `sae_cfg` (generator
+    seeded 100 x seed + fold), then served each of `ways(fold)` in turn and measured on
+    the fold's test users (`measure_served`, plus `extra(fold, sae)` in each row): the
+    ways differ only in how the same SAE is served."""
+    names = None
+    grid = ServedGrid({}, {}, {}, [], 0.0)
+    started = time.perf_counter()
+    for fold in elsa_folds(bench.data, bench.cfg, bench.args.folds, bench.device):
+        fold_ways = ways(fold)
+        if names is None:
+            names = list(fold_ways)
+            grid.ndcg = {n: [] for n in ["elsa", *names]}
+            grid.recall = {n: [] for n in ["elsa", *names]}
+            grid.stats = {n: [] for n in names}
+        for seed in bench.seeds:
+            sae, history = train_sae(fold.elsa, fold.split.train, fold.split.val, sae_cfg,
+                                     bench.device,
+                                     torch.Generator().manual_seed(100 * seed + fold.index),
+                                     progress=False)
+            if not isinstance(sae, TopKSAE):
+                raise TypeError("the SAEs served several ways are TopK")
+            grid.recall["elsa"].append(fold.recall)
+            grid.ndcg["elsa"].append(fold.ndcg)
+            row: dict[str, Any] = {"fold": fold.index, "seed": seed, "epochs": len(history)}
+            for name, set_up in fold_ways.items():
+                set_up(sae)
+                r, n, st, row[name] = measure_served(fold, sae, bench.device)
+                if extra is not None:
+                    row[name].update(extra(fold, sae))
+                grid.recall[name].append(r)
+                grid.ndcg[name].append(n)
+                grid.stats[name].append(st)
+            grid.per_sae.append(row)
+            logging.info("fold %d seed %d: %s", fold.index + 1, seed, {
+                k: {m: round(x, 4) for m, x in v.items()} for k, v in row.items()
+                if isinstance(v, dict)})
+    grid.seconds = time.perf_counter() - started
+    return grid
+
+
+def grid_rows(grid: ServedGrid, rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+    """`sae_row` for each way of serving, against ELSA on the same users."""
+    base_n, base_r = np.concatenate(grid.ndcg["elsa"]), np.concatenate(grid.recall["elsa"])
+    return {name: sae_row(grid.ndcg[name], grid.recall[name], base_n, base_r,
+                          grid.stats[name], rng) for name in grid.stats}
+
+
+def grid_report(bench: FoldBenchmark, variants: dict[str, Any], grid: ServedGrid
+                ) -> dict[str, Any]:
+    """The report of a `serve_grid` benchmark: its settings, the variants' rows, the
+    per-SAE rows, its time and machine."""
     return {"dataset": bench.args.dataset, "folds": bench.args.folds, "seeds": bench.seeds,
-            "device": bench.device.type, "saes": len(per_sae), "variants": variants,
-            "per_sae": per_sae, "seconds": seconds, "machine": machine_info(bench.device)}
+            "device": bench.device.type, "saes": len(grid.per_sae), "variants": variants,
+            "per_sae": grid.per_sae, "seconds": grid.seconds,
+            "machine": machine_info(bench.device)}
 
 
 def grid_intro(report: dict[str, Any]) -> str:

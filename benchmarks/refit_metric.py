@@ -15,81 +15,54 @@ Writes reports/refit_metric.{json,md}.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from benchmarks.common import (
-    elsa_folds,
+    ElsaFold,
+    ServeWays,
     fmt_paired,
     fold_benchmark,
     fold_table,
     grid_intro,
     grid_report,
-    measure_served,
-    sae_row,
+    grid_rows,
     seeded_command,
+    serve_grid,
     write_reports,
 )
-from models.evaluate import SAEStats
 from models.metrics import paired_bootstrap
-from models.sae import TopKSAE
-from models.train import score_metric, train_sae
+from models.train import score_metric
 
 PRIORS = {"none": None, "top-items (shipped, prior 0.1)": 0.1, "top-items, prior 5": 5.0}
 
 
 def main() -> None:
     bench = fold_benchmark(__doc__, "refit_metric", seeds="1,2,3", needs_metric=True)
-    args, seeds, device, data, cfg = (bench.args, bench.seeds, bench.device, bench.data,
-                                      bench.cfg)
-    ndcg: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *PRIORS]}
-    recall: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *PRIORS]}
-    stats: dict[str, list[SAEStats]] = {n: [] for n in PRIORS}
-    per_sae: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for fold in elsa_folds(data, cfg, args.folds, device):
+
+    def ways(fold: ElsaFold) -> ServeWays:
         metrics = {name: None if prior is None else score_metric(
-            fold.elsa, fold.split.train, device, prior=prior) for name, prior in PRIORS.items()}
-        for seed in seeds:
-            # one SAE per seed (not the shipped best of `restarts`): the metric's effect
-            # is compared SAE by SAE; its epoch is kept on the plain fidelity (training
-            # without a metric), not on the shipped metric's
-            sae, history = train_sae(fold.elsa, fold.split.train, fold.split.val,
-                                     dataclasses.replace(cfg.sae, restarts=1,
-                                                         refine_metric="none"),
-                                     device, torch.Generator().manual_seed(100 * seed
-                                                                           + fold.index),
-                                     progress=False)
-            if not isinstance(sae, TopKSAE):
-                raise TypeError("the shipped small-data SAE is TopK")
-            recall["elsa"].append(fold.recall)
-            ndcg["elsa"].append(fold.ndcg)
-            row: dict[str, Any] = {"fold": fold.index, "seed": seed, "epochs": len(history)}
-            for name, metric in metrics.items():
-                sae.set_refine_metric(metric)
-                r, n, st, row[name] = measure_served(fold, sae, device)
-                recall[name].append(r)
-                ndcg[name].append(n)
-                stats[name].append(st)
-            per_sae.append(row)
-            logging.info("fold %d seed %d: %s", fold.index + 1, seed, {
-                k: round(v["ndcg_kept"], 4) for k, v in row.items() if isinstance(v, dict)})
+            fold.elsa, fold.split.train, bench.device, prior=prior)
+            for name, prior in PRIORS.items()}
+        return {name: lambda sae, m=metric: sae.set_refine_metric(m)
+                for name, metric in metrics.items()}
+
+    # one SAE per seed (not the shipped best of `restarts`): the metric's effect is
+    # compared SAE by SAE; its epoch is kept on the plain fidelity (training without a
+    # metric), not on the shipped metric's
+    grid = serve_grid(bench, dataclasses.replace(bench.cfg.sae, restarts=1,
+                                                 refine_metric="none"), ways)
     rng = np.random.default_rng(0)
-    base_n, base_r = np.concatenate(ndcg["elsa"]), np.concatenate(recall["elsa"])
-    rows = {name: sae_row(ndcg[name], recall[name], base_n, base_r, stats[name], rng)
-            for name in PRIORS}
-    none_n = np.concatenate(ndcg["none"])
+    rows = grid_rows(grid, rng)
+    none_n = np.concatenate(grid.ndcg["none"])
     for name in PRIORS:
         rows[name]["paired_ndcg_vs_none"] = list(
-            paired_bootstrap(np.concatenate(ndcg[name]), none_n, rng))
+            paired_bootstrap(np.concatenate(grid.ndcg[name]), none_n, rng))
         rows[name]["better_than_none"] = sum(
-            r[name]["ndcg_kept"] > r["none"]["ndcg_kept"] for r in per_sae)
-    report = grid_report(bench, rows, per_sae, time.perf_counter() - started)
-    write_reports(args.out, report, markdown(report))
+            r[name]["ndcg_kept"] > r["none"]["ndcg_kept"] for r in grid.per_sae)
+    report = grid_report(bench, rows, grid)
+    write_reports(bench.args.out, report, markdown(report))
 
 
 def markdown(report: dict[str, Any]) -> list[str]:

@@ -17,30 +17,27 @@ itself (mean over users). Writes reports/refit_solver.{json,md}.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from benchmarks.common import (
-    elsa_folds,
     fmt_paired,
     fold_benchmark,
     fold_table,
     grid_intro,
     grid_report,
-    measure_served,
-    sae_row,
+    grid_rows,
     seeded_command,
+    serve_grid,
     write_reports,
 )
 from models.elsa import ELSA
-from models.evaluate import SAEStats
 from models.metrics import paired_bootstrap
 from models.sae import TopKSAE, standardize
-from models.train import dense_rows, train_sae
+from models.train import dense_rows
 
 OLD = "projected-gradient, 50 steps (shipped; trained with)"
 SOLVERS = {OLD: ("projected-gradient", 50),
@@ -61,57 +58,36 @@ def score_error(elsa: ELSA, sae: TopKSAE, inputs: Any, device: torch.device) -> 
     return float((((r @ m) * r).sum(-1) / ((v @ m) * v).sum(-1)).mean())
 
 
+def set_solver(solver: str, steps: int) -> Callable[[TopKSAE], None]:
+    def set_up(sae: TopKSAE) -> None:
+        sae.refine_solver, sae.refine_steps = solver, steps
+    return set_up
+
+
 def main() -> None:
     bench = fold_benchmark(__doc__, "refit_solver", seeds="1,2", needs_metric=True)
-    args, seeds, device, data, cfg = (bench.args, bench.seeds, bench.device, bench.data,
-                                      bench.cfg)
-    trained = dataclasses.replace(cfg.sae, restarts=1, refine_steps=50,
+    trained = dataclasses.replace(bench.cfg.sae, restarts=1, refine_steps=50,
                                   refine_solver="projected-gradient")
-    ndcg: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *SOLVERS]}
-    recall: dict[str, list[np.ndarray]] = {n: [] for n in ["elsa", *SOLVERS]}
-    stats: dict[str, list[SAEStats]] = {n: [] for n in SOLVERS}
-    per_sae: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for fold in elsa_folds(data, cfg, args.folds, device):
-        for seed in seeds:
-            sae, history = train_sae(fold.elsa, fold.split.train, fold.split.val, trained,
-                                     device, torch.Generator().manual_seed(100 * seed
-                                                                           + fold.index),
-                                     progress=False)
-            if not isinstance(sae, TopKSAE):
-                raise TypeError("the shipped small-data SAE is TopK")
-            recall["elsa"].append(fold.recall)
-            ndcg["elsa"].append(fold.ndcg)
-            row: dict[str, Any] = {"fold": fold.index, "seed": seed, "epochs": len(history)}
-            for name, (solver, steps) in SOLVERS.items():
-                sae.refine_solver, sae.refine_steps = solver, steps
-                r, n, st, row[name] = measure_served(fold, sae, device)
-                row[name]["score_error"] = score_error(fold.elsa, sae, fold.split.test.input,
-                                                       device)
-                recall[name].append(r)
-                ndcg[name].append(n)
-                stats[name].append(st)
-            per_sae.append(row)
-            logging.info("fold %d seed %d: %s", fold.index + 1, seed, {
-                k: (round(v["ndcg_kept"], 4), round(v["score_error"], 4))
-                for k, v in row.items() if isinstance(v, dict)})
+    grid = serve_grid(bench, trained,
+                      lambda fold: {name: set_solver(*how) for name, how in SOLVERS.items()},
+                      extra=lambda fold, sae: {"score_error": score_error(
+                          fold.elsa, sae, fold.split.test.input, bench.device)})
     rng = np.random.default_rng(0)
-    base_n, base_r = np.concatenate(ndcg["elsa"]), np.concatenate(recall["elsa"])
-    rows = {name: sae_row(ndcg[name], recall[name], base_n, base_r, stats[name], rng)
-            for name in SOLVERS}
-    old_n, old_r = np.concatenate(ndcg[OLD]), np.concatenate(recall[OLD])
+    rows = grid_rows(grid, rng)
+    old_n, old_r = np.concatenate(grid.ndcg[OLD]), np.concatenate(grid.recall[OLD])
     for name in SOLVERS:
         rows[name]["paired_ndcg_vs_old"] = list(
-            paired_bootstrap(np.concatenate(ndcg[name]), old_n, rng))
+            paired_bootstrap(np.concatenate(grid.ndcg[name]), old_n, rng))
         rows[name]["paired_recall_vs_old"] = list(
-            paired_bootstrap(np.concatenate(recall[name]), old_r, rng))
+            paired_bootstrap(np.concatenate(grid.recall[name]), old_r, rng))
         rows[name]["better_than_old"] = sum(
-            r[name]["ndcg_kept"] > r[OLD]["ndcg_kept"] for r in per_sae)
+            r[name]["ndcg_kept"] > r[OLD]["ndcg_kept"] for r in grid.per_sae)
         rows[name]["worse_than_old"] = sum(
-            r[name]["ndcg_kept"] < r[OLD]["ndcg_kept"] for r in per_sae)
-        rows[name]["score_error"] = float(np.mean([r[name]["score_error"] for r in per_sae]))
-    report = grid_report(bench, rows, per_sae, time.perf_counter() - started)
-    write_reports(args.out, report, markdown(report))
+            r[name]["ndcg_kept"] < r[OLD]["ndcg_kept"] for r in grid.per_sae)
+        rows[name]["score_error"] = float(np.mean([r[name]["score_error"]
+                                                   for r in grid.per_sae]))
+    report = grid_report(bench, rows, grid)
+    write_reports(bench.args.out, report, markdown(report))
 
 
 def markdown(report: dict[str, Any]) -> list[str]:

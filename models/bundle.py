@@ -213,7 +213,8 @@ def _read_json(path: Path) -> Any:
 
 def _versions() -> str:
     """READS for a message: '3, 4 and 5'."""
-    return " and ".join(filter(None, (", ".join(str(v) for v in READS[:-1]), str(READS[-1]))))
+    *rest, last = READS
+    return f"{', '.join(map(str, rest))} and {last}" if rest else str(last)
 
 
 def verify_manifest(path: Path) -> dict[str, Any]:
@@ -353,8 +354,8 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         if not isinstance(metric, bool) or (metric and config["format_version"] < 4):
             raise ValueError(f"sae.refine_metric {metric!r} is not a boolean of this format "
                              "version (true needs version 4)")
-        solver = (config["sae"]["refine_solver"] if config["format_version"] >= 5
-                  else "projected-gradient")
+        solver: Any = (config["sae"]["refine_solver"] if config["format_version"] >= 5
+                       else "projected-gradient")        # TopKSAE checks it
         train_config = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path / 'config.json'}: missing or invalid field ({exc})") from exc

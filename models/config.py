@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+RefineSolver = Literal["projected-gradient", "accelerated"]
+"""How a TopK SAE's refit solves its least squares (SAEConfig.refine_solver)."""
+REFINE_SOLVERS: tuple[str, ...] = get_args(RefineSolver)
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,11 @@ class SAEConfig:
     backbone's own top 20 (models.train.score_metric): the scores a ranking reads. Set
     once training has ended; early stopping judges the plain refit, and the epoch kept is
     the one whose fidelity with the metric, as served, was best."""
-    refine_solver: Literal["projected-gradient", "accelerated"] = "projected-gradient"
+    refine_solver: RefineSolver = "projected-gradient"
     """Knobs (with refine_steps): how the refit's non-negative least squares are solved
     (models.sae.TopKSAE.refit): plain projected-gradient steps, or the same steps
-    accelerated (FISTA), which come far closer to the optimum in
-    the same number of steps. The small-data default stays plain: the exact optimum kept
+    accelerated (FISTA), which come far closer to the optimum in the same number of
+    steps. The small-data default stays plain: the exact optimum kept
     no more of ELSA's ranking beyond noise and cost reconstruction cosine
     (reports/refit_solver.md)."""
     restarts: int = 1

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.config import REFINE_SOLVERS, RefineSolver
+
 EPS = 1e-7
-REFINE_SOLVERS = ("projected-gradient", "accelerated")
-"""How `TopKSAE.refit` solves its non-negative least squares (SAEConfig.refine_solver)."""
 
 
 class Standardized(NamedTuple):
@@ -175,7 +175,7 @@ class TopKSAE(SparseAutoencoder):
 
     def __init__(self, d: int, h: int, k: int, generator: torch.Generator | None = None,
                  refine_steps: int = 0, refine_candidates: int = 0,
-                 refine_solver: str = "projected-gradient") -> None:
+                 refine_solver: RefineSolver = "projected-gradient") -> None:
         if not 1 <= k <= h:
             raise ValueError(f"TopK needs 1 <= k <= h, got k={k}, h={h}")
         if refine_steps < 0:
@@ -306,19 +306,18 @@ class TopKSAE(SparseAutoencoder):
         gram: [batch, m, m]; rhs, values: [batch, m] -> refit values [batch, m] >= 0.
         """
         step = 1.0 / torch.linalg.eigvalsh(gram)[..., -1:].clamp_min(EPS)
-        e = values.clamp_min(0)
-        if self.refine_solver == "projected-gradient":
-            for _ in range(self.refine_steps):
-                grad = (gram @ e.unsqueeze(-1)).squeeze(-1) - rhs
-                e = (e - step * grad).clamp_min(0)
-            return e
-        y, t = e, 1.0
+        accelerated = self.refine_solver == "accelerated"
+        e = y = values.clamp_min(0)          # y: where the next step starts (e without
+        t = 1.0                              # acceleration)
         for _ in range(self.refine_steps):
             grad = (gram @ y.unsqueeze(-1)).squeeze(-1) - rhs
             new = (y - step * grad).clamp_min(0)
-            t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-            y = new + ((t - 1) / t_next) * (new - e)
-            e, t = new, t_next
+            if accelerated:
+                t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+                y, t = new + ((t - 1) / t_next) * (new - e), t_next
+            else:
+                y = new
+            e = new
         return e
 
 

@@ -8,16 +8,10 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from models.config import REFINE_SOLVERS
 from models.elsa import ELSA
 from models.recommender import Recommender
-from models.sae import (
-    REFINE_SOLVERS,
-    BasicSAE,
-    SAEOutput,
-    SparseAutoencoder,
-    TopKSAE,
-    standardize,
-)
+from models.sae import BasicSAE, SAEOutput, SparseAutoencoder, TopKSAE, standardize
 
 
 def generic(generator: torch.Generator, batch: int = 8, d: int = 16) -> torch.Tensor:
