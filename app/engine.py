@@ -4,8 +4,11 @@ cached, knob changes applied through the affine form of method.md §7.
 - A user's state (their SAE code, the standardisation's mean and std, the unsteered
   scores and their inputs) is computed once and kept in an LRU cache. Cold users that
   arrive together are encoded in one batch by a worker thread (`_Batcher`).
-- The item-score row R[n] = W_dec[n] A^T of a neuron is computed the first time it is
-  needed and kept in an LRU cache bounded in bytes; a concept knob's mean row likewise.
+- The item-score rows R = W_dec A^T ([h, items]) are computed at start-up when they fit
+  the row budget (ml-latest-small's 4096 x 6,298: 103 MB), so a row is a view and a
+  "why" gathers its values; otherwise a neuron's row is computed the first time it is
+  needed and kept in an LRU cache bounded in bytes. A concept knob's mean row is kept
+  in an LRU cache likewise.
 - A knob change is `models.steering.steered_scores`: O((1 + knobs) x items), plus a row
   per active neuron that a "less of" knob turns down.
 
@@ -219,6 +222,8 @@ class Engine:
                  user_cache: int = 4096) -> None:
         self.bundle, self.device = bundle, device
         self.elsa, self.sae = bundle.elsa.to(device).eval(), bundle.sae.to(device).eval()
+        for module in (self.elsa, self.sae):     # served, never trained: no op records a
+            module.requires_grad_(False)          # graph, no autograd context needed
         self.n_items = self.elsa.n_items
         self.basis = score_basis(self.elsa, self.sae)
         self.host_why = device.type == "cpu"
@@ -245,6 +250,17 @@ class Engine:
         self.item_rows = {int(i): r for r, i in enumerate(bundle.interactions.items.ids)}
         """External item id -> index."""
         row_bytes = 4 * self.n_items
+        self.row_table: torch.Tensor | None = None
+        """R = W_dec A^T, [h, items], when all h rows fit `row_cache_bytes` (else None:
+        rows are computed per neuron and kept in an LRU cache)."""
+        if self.sae.h * row_bytes <= row_cache_bytes:
+            with torch.no_grad():
+                self.row_table = latent_rows(self.elsa, self.sae,
+                                             torch.arange(self.sae.h, device=device))
+            if self.host_why:
+                self._table = self.row_table.numpy()
+            log.info("item-score rows held whole: %d x %d (%.0f MB)", self.sae.h,
+                     self.n_items, self.sae.h * row_bytes / 2**20)
         self._rows: LRU[int, torch.Tensor] = LRU(row_cache_bytes / row_bytes)
         self._knob_rows: LRU[tuple[int, ...], torch.Tensor] = LRU(row_cache_bytes / row_bytes)
         self._users: LRU[Hashable, UserState] = LRU(user_cache)
@@ -300,6 +316,8 @@ class Engine:
     def row(self, neuron: int) -> torch.Tensor:
         """R[n] = W_dec[n] A^T ([items]), computed once per neuron (the hot path's
         "less of" and single-neuron knobs: a cache lookup, no stacking)."""
+        if self.row_table is not None:
+            return self.row_table[neuron]
         row = self._rows.get(neuron)
         if row is None:
             row = latent_rows(self.elsa, self.sae,
@@ -310,6 +328,8 @@ class Engine:
     def rows(self, neurons: Sequence[int]) -> torch.Tensor:
         """R[n] for the given neurons: [len(neurons), items]; the ones not cached yet are
         computed in one product, then all are read through `row`'s cache."""
+        if self.row_table is not None:
+            return self.row_table[list(neurons)]
         missing = [n for n in dict.fromkeys(neurons) if self._rows.get(n) is None]
         if missing:
             fresh = latent_rows(self.elsa, self.sae, torch.tensor(missing, device=self.device))
@@ -328,26 +348,26 @@ class Engine:
             self._knob_rows.put(neurons, row)
         return row
 
-    @torch.no_grad()
     def recommend(self, state: UserState, knobs: Sequence[Knob], n: int = 20) -> Ranked:
         """Top n steered by `knobs`, beside the unsteered top n, with each item's why
-        (n is capped at the items the user does not have)."""
+        (n is capped at the items the user does not have). No autograd context: the
+        engine's parameters are frozen, so nothing here records a graph."""
         n = max(0, min(n, self.n_items - len(state.inputs)))
-        before = state._cache.get(f"top{n}")              # the unsteered top n, once
-        if before is None:
-            before = top_n_owned(state.unsteered.clone(), n, state.taken)
-            state._cache[f"top{n}"] = before
+        got = state._cache.get(f"top{n}")          # the unsteered top n, once per user
+        if got is None:
+            top_before = top_n_owned(state.unsteered.clone(), n, state.taken)
+            ids = top_before.cpu().numpy()
+            got = state._cache[f"top{n}"] = (top_before, ids,
+                                             {i: r for r, i in enumerate(ids.tolist())})
+        before, unsteered, rank_of = got                  # shared by every answer: read only
         knob_rows = [self.knob_row(k.neurons) for k in knobs]
         if knobs:
             scores = steered_scores(state.scores, knobs, knob_rows, self.row)
             top = top_n_owned(scores, n, state.taken)     # a fresh vector: ours to write
+            items = top.cpu().numpy()
         else:
-            scores, top = state.unsteered, before
-        items = top.cpu().numpy()
-        unsteered = before.cpu().numpy()
-        same = items[:, None] == unsteered[None, :]               # [n, n]
-        rank_before = (np.where(same.any(axis=1), same.argmax(axis=1), -1) if n
-                       else np.zeros(0, dtype=np.int64))
+            scores, top, items = state.unsteered, before, unsteered
+        rank_before = np.array([rank_of.get(i, -1) for i in items.tolist()], dtype=np.int64)
         return Ranked(items, scores.index_select(0, top).cpu().numpy(), rank_before,
                       unsteered, self._why(state, knobs, knob_rows, items))
 
@@ -373,24 +393,30 @@ class Engine:
         if not parts or len(items) == 0:
             empty = np.zeros((len(items), 0))
             return Why(parts, empty.astype(np.int64), empty)
-        # the user's rows at these items, R[ids][:, items] = W_dec[ids] A[items]^T
-        # ([k, n]: no rows kept per user), then the knobs' rows there
-        if self.host_why:            # numpy gathers; torch's product (its thread count:
-            # numpy's BLAS would start threads of its own beside the other workers)
-            blocks = [torch.mm(torch.from_numpy(self._w_dec[own.ids_np]),
-                               torch.from_numpy(self._a[items]).T).numpy()
-                      ] if len(own.ids_np) else []
+        # the user's rows at these items, R[ids][:, items] ([k, n]: gathered from R when
+        # it is held, else W_dec[ids] A[items]^T; no rows kept per user), then the knobs'
+        # rows there
+        if self.host_why:
+            blocks: list[np.ndarray] = []
+            if len(own.ids_np) and self.row_table is not None:
+                blocks.append(self._table[own.ids_np[:, None], items])
+            elif len(own.ids_np):  # numpy gathers; torch's product (its thread count: numpy's
+                # BLAS would start threads of its own beside the other workers)
+                blocks.append(torch.mm(torch.from_numpy(self._w_dec[own.ids_np]),
+                                       torch.from_numpy(self._a[items]).T).numpy())
             blocks += [row.numpy()[items][None] for _, row in pushed]
             picked = np.concatenate(blocks)
         else:
             cols = torch.from_numpy(items).to(self.device)
-            tblocks = [self.sae.W_dec.index_select(0, own.ids)
-                       @ self.elsa.A.index_select(0, cols).T] if len(own.ids_np) else []
+            own_rows = (self.row_table[own.ids[:, None], cols] if self.row_table is not None
+                        else self.sae.W_dec.index_select(0, own.ids)
+                        @ self.elsa.A.index_select(0, cols).T)
+            tblocks = [own_rows] if len(own.ids_np) else []
             tblocks += [row.index_select(0, cols)[None] for _, row in pushed]
             picked = torch.cat(tblocks).cpu().numpy()
-        contrib = picked * weights[:, None]                                    # [parts, n]
-        order = np.argsort(-contrib, axis=0)[:3]                          # [<=3, n]
-        return Why(parts, order.T, contrib[order, np.arange(len(items))].T)
+        contrib = torch.from_numpy((picked * weights[:, None]).T)             # [n, parts]
+        values, order = torch.topk(contrib, min(3, len(parts)), dim=1)  # largest first
+        return Why(parts, order.numpy(), values.numpy())
 
     @torch.no_grad()
     def activations(self, neuron: int) -> np.ndarray:

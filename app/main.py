@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from app import service
 from app.db import queries
 from app.db.session import Database, DatabaseError
 from app.engine import Engine
@@ -64,6 +65,7 @@ def load_engine(settings: Settings, bundle: Bundle | None = None) -> Engine:
     torch.set_num_threads(settings.torch_threads)
     engine = Engine(bundle, device, settings.row_cache_mb << 20, settings.user_cache)
     engine.warm_up()
+    service.warm_up(engine)
     return engine
 
 

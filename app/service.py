@@ -173,34 +173,43 @@ def _why_parts(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]
     return parts
 
 
-def _part_json(engine: Engine, part: dict[str, Any]) -> str:
-    """A Why dict's JSON up to its contribution, '{"neuron":..,"knob":..,"label":..,
-    "contribution":'; a neuron's is built once (its label does not change)."""
-    key = ("why", part["neuron"])
-    got: str | None = engine.memo.get(key) if part["neuron"] is not None else None
-    if got is None:
-        got = _json(part).decode()[:-1] + ',"contribution":'
-        if part["neuron"] is not None:
-            engine.memo[key] = got
-    return got
+def warm_up(engine: Engine) -> None:
+    """What the API's first request would build: each neuron's Why JSON."""
+    _neuron_heads(engine)
+
+
+def _neuron_heads(engine: Engine) -> list[str]:
+    """Per neuron, the JSON of a Why naming it, up to its contribution:
+    '{"neuron":n,"knob":null,"label":..,"contribution":' (built once per engine: labels
+    do not change)."""
+    heads: list[str] | None = engine.memo.get("why_heads")
+    if heads is None:
+        names = engine.bundle.concepts.label_name
+        heads = engine.memo["why_heads"] = [
+            _json({"neuron": n, "knob": None, "label": names(n)}).decode()[:-1]
+            + ',"contribution":' for n in range(engine.sae.h)]
+    return heads
 
 
 def ranked_json(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]) -> bytes:
-    """`ranked_items` as JSON, written from each item's ItemOut JSON (built once) and
-    each named part's (`_part_json`), the numbers written in one `_json` call: the same
-    document at a fraction of the cost of building and dumping the dicts (the API's hot
-    path)."""
-    heads = engine.item_json
-    parts = {j: _part_json(engine, d) for j, d in _why_parts(engine, ranked, knobs).items()}
-    why = ranked.why
-    named = why.values > 0                        # [n, <=3]: the parts each item names
+    """`ranked_items` as JSON, written from each item's ItemOut JSON and each neuron's Why
+    JSON (both built once), the numbers written in one `_json` call: the same document at
+    a fraction of the cost of building and dumping the dicts (the API's hot path)."""
     n = len(ranked.items)
+    if not n:
+        return b"[]"
+    items, why = engine.item_json, ranked.why
+    named = why.values > 0                        # [n, <=3]: the parts each item names
     numbers = _json([*ranked.scores.tolist(), *why.values[named].tolist()]
-                    ).decode()[1:-1].split(",") if n else []
-    reasons = [f"{parts[j]}{v}}}" for j, v in zip(why.order[named].tolist(), numbers[n:],
-                                                   strict=True)]
+                    ).decode()[1:-1].split(",")
+    neuron_heads = _neuron_heads(engine)
+    heads = [neuron_heads[p.ref] if p.kind == "neuron" else
+             _json({"neuron": None, "knob": p.ref, "label": knobs[p.ref].label}
+                   ).decode()[:-1] + ',"contribution":' for p in why.parts]
+    reasons = [f"{heads[j]}{v}}}" for j, v in zip(why.order[named].tolist(), numbers[n:],
+                                                  strict=True)]
     ends = np.cumsum(named.sum(axis=1)).tolist()
-    out = [f'{heads[i]},"score":{numbers[r]},"rank":{r},"rank_before":'
+    out = [f'{items[i]},"score":{numbers[r]},"rank":{r},"rank_before":'
            f'{"null" if before < 0 else before},"why":[{",".join(reasons[a:b])}]}}'
            for r, (i, before, a, b) in enumerate(zip(
                ranked.items.tolist(), ranked.rank_before.tolist(), [0, *ends][:-1], ends,

@@ -1,6 +1,7 @@
 """The serving engine's "why": the parts it names for each item are the largest terms of
 the item's steered score, checked against a brute-force decomposition of `steer`'s code,
-on the numpy (CPU) path and the torch (device) path."""
+on the numpy (CPU) path and the torch (device) path, with the item-score rows held as
+one table and computed per neuron."""
 
 from __future__ import annotations
 
@@ -15,9 +16,34 @@ from models.bundle import load_bundle
 from models.steering import Knob, knob_row, latent_rows, steer
 
 
-@pytest.fixture(scope="module")
-def engine(bundle_dir: Path) -> Engine:
-    return Engine(load_bundle(bundle_dir, torch.device("cpu")), torch.device("cpu"))
+def lazy_engine(bundle_dir: Path) -> Engine:
+    """An engine whose row budget holds 8 rows: no R table, rows computed per neuron."""
+    b = load_bundle(bundle_dir, torch.device("cpu"))
+    return Engine(b, torch.device("cpu"), row_cache_bytes=8 * 4 * b.elsa.n_items)
+
+
+@pytest.fixture(scope="module", params=["table", "lazy"])
+def engine(bundle_dir: Path, request: pytest.FixtureRequest) -> Engine:
+    """With R = W_dec A^T held whole (it fits the default budget) and without it."""
+    if request.param == "lazy":
+        e = lazy_engine(bundle_dir)
+        assert e.row_table is None
+        return e
+    e = Engine(load_bundle(bundle_dir, torch.device("cpu")), torch.device("cpu"))
+    assert e.row_table is not None
+    return e
+
+
+def test_the_row_table_holds_the_rows_computed_per_neuron(bundle_dir: Path) -> None:
+    table = Engine(load_bundle(bundle_dir, torch.device("cpu")), torch.device("cpu"))
+    lazy = lazy_engine(bundle_dir)
+    neurons = [0, 5, table.sae.h - 1, 5]
+    assert table.rows(neurons).shape == (4, table.n_items)
+    torch.testing.assert_close(table.rows(neurons), lazy.rows(neurons))
+    for n in neurons:
+        torch.testing.assert_close(table.row(n), lazy.row(n))
+    torch.testing.assert_close(table.knob_row((1, 2, 3)), lazy.knob_row((1, 2, 3)))
+    assert not table.row(0).requires_grad and not lazy.rows([1, 2]).requires_grad
 
 
 def brute_force_why(engine: Engine, state: UserState, knobs: list[Knob], items: np.ndarray
