@@ -275,14 +275,15 @@ def migrated_url(url: str) -> str:
     return url
 
 
-def start_server(bundle: Path, port: int, database_url: str, workers: int = 1
-                 ) -> subprocess.Popen[bytes]:
-    """The product's own `knobs serve --workers N` on the CPU (a socket per worker when
-    N > 1, app/workers.py), request logging off."""
+def start_server(bundle: Path, port: int, database_url: str, workers: int = 1,
+                 loop: str = "asyncio") -> subprocess.Popen[bytes]:
+    """The product's own `knobs serve --workers N --loop L` on the CPU (a socket per
+    worker when N > 1, app/workers.py), request logging off."""
     env = {**os.environ, "KNOBS_BUNDLE": str(bundle), "KNOBS_DEVICE": "cpu",
            "KNOBS_DATABASE_URL": database_url}
     return subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port),
-                             "--workers", str(workers), "--log-level", "warning"],
+                             "--workers", str(workers), "--log-level", "warning",
+                             "--loop", loop],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL)
 
 
@@ -304,14 +305,15 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, timeout: float = 120.0)
 
 @contextmanager
 def serve(bundle: Path, port: int, timeout: float = 120.0,
-          database_url: str | None = None, workers: int = 1) -> Iterator[str]:
+          database_url: str | None = None, workers: int = 1,
+          loop: str = "asyncio") -> Iterator[str]:
     """The app on 127.0.0.1:`port` (`knobs serve` in its own process, on the CPU) serving
     `bundle` with `database_url` (default: a fresh SQLite database); yields its base URL
     once /readyz answers 200. Raises if the server exits or is not ready within
     `timeout` s; stops it on the way out."""
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or migrated_url(f"sqlite:///{Path(tmp) / 'knobs.db'}")
-        proc = start_server(bundle, port, url, workers)
+        proc = start_server(bundle, port, url, workers, loop)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(proc, base, timeout)

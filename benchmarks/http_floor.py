@@ -1,8 +1,9 @@
 """The HTTP floor of this machine: uvicorn processes set up as `knobs serve --workers N`
-sets up its workers (a socket each, bound with SO_REUSEPORT; uvloop + httptools; request
-logging off) that read each request's body and answer with the same canned JSON, doing no
-work. `benchmarks.performance` drives it with the same wrk load as the app, so the report
-shows what the server, the client and the machine cost before Knobs does anything.
+sets up its workers (a socket each, bound with SO_REUSEPORT; the same event loop, asyncio
+by default, and httptools; request logging off) that read each request's body and answer
+with the same canned JSON, doing no work. `benchmarks.performance` drives it with the
+same wrk load as the app, so the report shows what the server, the client and the
+machine cost before Knobs does anything.
 
     .venv/bin/python -m benchmarks.http_floor --port 8798 --bytes 9500   # one process
 """
@@ -44,6 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bytes", type=int, default=9500, help="size of the answer")
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"],
+                        help="uvicorn's event loop (as `knobs serve --loop`)")
     parser.add_argument("--parent", type=int, default=None,
                         help="exit when this process (the benchmark) dies")
     args = parser.parse_args()
@@ -52,7 +55,7 @@ def main() -> None:
     global BODY
     BODY = canned(args.bytes)
     sock = reuse_port_socket("127.0.0.1", args.port)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, loop=args.loop)
     uvicorn.Server(config).run(sockets=[sock])
 
 

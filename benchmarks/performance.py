@@ -273,10 +273,11 @@ def _html_requests(base: str, users: list[int], rng: np.random.Generator) -> lis
     return out
 
 
-def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]:
+def http_benchmark(bundle: Path, seconds: float, workers: int, loop: str = "asyncio"
+                   ) -> dict[str, Any]:
     """`knobs serve --workers N` on loopback: knob changes for warm users through the
     JSON API, then as the steer page's htmx slider posts (a session write each)."""
-    with serve(bundle, 8799, workers=workers) as base:
+    with serve(bundle, 8799, workers=workers, loop=loop) as base:
         _wait_listening(base, workers)
         users = [u["id"] for u in httpx.get(f"{base}/api/v1/users",
                                             params={"limit": 50}).json()]
@@ -297,12 +298,13 @@ def http_benchmark(bundle: Path, seconds: float, workers: int) -> dict[str, Any]
                               headers=json_requests[0][1]).content)
         measured = {"json": _levels(base, json_requests, seconds),
                     "html": _levels(base, html_requests, seconds)}
-    measured["floor"] = {"bytes": size, **floor_levels(json_requests, size, seconds, workers)}
+    measured["floor"] = {"bytes": size,
+                         **floor_levels(json_requests, size, seconds, workers, loop)}
     return measured
 
 
-def floor_levels(requests: list[Request], size: int, seconds: float, workers: int
-                 ) -> dict[str, Any]:
+def floor_levels(requests: list[Request], size: int, seconds: float, workers: int,
+                 loop: str = "asyncio") -> dict[str, Any]:
     """The same load against `benchmarks.http_floor`: `workers` uvicorn processes set up
     as the app's, answering a canned body of `size` bytes with no work, on a port checked
     free and held for them (no stale floor server can share it); they die with us."""
@@ -312,7 +314,8 @@ def floor_levels(requests: list[Request], size: int, seconds: float, workers: in
     probe.close()
     hold = hold_port("127.0.0.1", port)
     procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.http_floor", "--port",
-                               str(port), "--bytes", str(size), "--parent", str(os.getpid())],
+                               str(port), "--bytes", str(size), "--loop", loop,
+                               "--parent", str(os.getpid())],
                               cwd=REPO)
              for _ in range(workers)]
     base = f"http://127.0.0.1:{port}"
@@ -352,6 +355,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, choices=range(1, 17),
                         metavar="1..16",
                         help="server worker processes (one per core here)")
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"],
+                        help="the servers' event loop (`knobs serve --loop`)")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "performance")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -363,11 +368,12 @@ def main() -> None:
     elsa, sae, hist = synthetic_25m(rng)
     knob["ml-25m-synthetic"] = knob_change(elsa, sae, hist, args.changes, rng)
     torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
-    measured = http_benchmark(args.bundle, args.seconds, args.workers)
-    http = {"workers": args.workers, **measured["json"]}
+    measured = http_benchmark(args.bundle, args.seconds, args.workers, args.loop)
+    http = {"workers": args.workers, "loop": args.loop, **measured["json"]}
     report = {"knob_change_ms": knob, "http": http,
-              "http_html": {"workers": args.workers, **measured["html"]},
-              "http_floor": {"workers": args.workers, **measured["floor"]},
+              "http_html": {"workers": args.workers, "loop": args.loop, **measured["html"]},
+              "http_floor": {"workers": args.workers, "loop": args.loop,
+                             **measured["floor"]},
               "targets": {"knob_p50_ms": {"ml-latest-small": 0.2, "ml-25m-synthetic": 0.5},
                           "speedup_vs_naive": 40, "within_floor": 3,
                           "http_c64_p99_ms": 30, "http_rps": 1000},
@@ -381,8 +387,9 @@ def main() -> None:
                      f"{k['naive_p50'] / k['p50']:.0f} | {k['floor_p50']:.3f} | "
                      f"{k['p50'] / k['floor_p50']:.1f} |")
     client = "wrk" if shutil.which("wrk") else "httpx (asyncio)"
-    lines += ["", f"JSON API, `knobs serve --workers {args.workers}` on loopback (uvicorn "
-              "processes with a socket each, uvloop + httptools), knob changes for 50 warm "
+    lines += ["", f"JSON API, `knobs serve --workers {args.workers} --loop {args.loop}` on "
+              f"loopback (uvicorn processes with a socket each, {args.loop} + httptools), "
+              "knob changes for 50 warm "
               f"users; load from {client} on the same 2 cores; connections per worker "
               "sampled mid-run:", "",
               "| clients | p50 ms | p99 ms | requests/s | errors | connections per worker |",
