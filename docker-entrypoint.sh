@@ -2,4 +2,4 @@
 # Migrate the database, then serve; extra arguments go to uvicorn.
 set -eu
 alembic upgrade head
-exec uvicorn app.main:create_app --factory --proxy-headers "$@"
+exec uvicorn app.main:create_app --factory --proxy-headers --loop asyncio "$@"

@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import pydantic_core
@@ -53,7 +53,11 @@ log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-T = TypeVar("T")
+
+
+UNSTEERED_TOP = 100
+"""The unsteered list kept per user is this long (the API's largest n), so every n is a
+prefix of one list."""
 
 
 class LRU(Generic[K, V]):
@@ -97,14 +101,6 @@ class UserState:
     taken: torch.Tensor
     unsteered: torch.Tensor
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def memo(self, key: str, make: Callable[[], T]) -> T:
-        """`make()`, computed once per user state under `key` (what every request for
-        this user would otherwise recompute: the unsteered list's JSON)."""
-        got = self._cache.get(key)
-        if got is None:
-            got = self._cache[key] = make()
-        return cast(T, got)
 
     def own(self) -> OwnNeurons:
         """The user's active neurons as the "why" of every request needs them (once)."""
@@ -259,8 +255,9 @@ class Engine:
                                              torch.arange(self.sae.h, device=device))
             if self.host_why:
                 self._table = self.row_table.numpy()
+                self._table.setflags(write=False)
             log.info("item-score rows held whole: %d x %d (%.0f MB)", self.sae.h,
-                     self.n_items, self.sae.h * row_bytes / 2**20)
+                     self.n_items, self.sae.h * row_bytes / 1e6)
         self._rows: LRU[int, torch.Tensor] = LRU(row_cache_bytes / row_bytes)
         self._knob_rows: LRU[tuple[int, ...], torch.Tensor] = LRU(row_cache_bytes / row_bytes)
         self._users: LRU[Hashable, UserState] = LRU(user_cache)
@@ -353,13 +350,8 @@ class Engine:
         (n is capped at the items the user does not have). No autograd context: the
         engine's parameters are frozen, so nothing here records a graph."""
         n = max(0, min(n, self.n_items - len(state.inputs)))
-        got = state._cache.get(f"top{n}")          # the unsteered top n, once per user
-        if got is None:
-            top_before = top_n_owned(state.unsteered.clone(), n, state.taken)
-            ids = top_before.cpu().numpy()
-            got = state._cache[f"top{n}"] = (top_before, ids,
-                                             {i: r for r, i in enumerate(ids.tolist())})
-        before, unsteered, rank_of = got                  # shared by every answer: read only
+        top_all, ids_all, rank_all = self._unsteered_top(state, n)
+        before, unsteered = top_all[:n], ids_all[:n]
         knob_rows = [self.knob_row(k.neurons) for k in knobs]
         if knobs:
             scores = steered_scores(state.scores, knobs, knob_rows, self.row)
@@ -367,9 +359,24 @@ class Engine:
             items = top.cpu().numpy()
         else:
             scores, top, items = state.unsteered, before, unsteered
-        rank_before = np.array([rank_of.get(i, -1) for i in items.tolist()], dtype=np.int64)
+        rank_before = np.array([r if (r := rank_all.get(i, n)) < n else -1
+                                for i in items.tolist()], dtype=np.int64)
         return Ranked(items, scores.index_select(0, top).cpu().numpy(), rank_before,
                       unsteered, self._why(state, knobs, knob_rows, items))
+
+    def _unsteered_top(self, state: UserState, n: int
+                       ) -> tuple[torch.Tensor, np.ndarray, dict[int, int]]:
+        """The user's unsteered top max(n, UNSTEERED_TOP) (a shorter list's is its
+        prefix): indices, the same in numpy (read-only: shared by every answer), and each
+        item's rank. Kept per user, one entry whatever n callers ask for."""
+        got: tuple[torch.Tensor, np.ndarray, dict[int, int]] | None = state._cache.get("top")
+        if got is None or len(got[1]) < n:
+            k = min(max(n, UNSTEERED_TOP), self.n_items - len(state.inputs))
+            top = top_n_owned(state.unsteered.clone(), k, state.taken)
+            ids = top.cpu().numpy()
+            ids.setflags(write=False)
+            got = state._cache["top"] = (top, ids, {i: r for r, i in enumerate(ids.tolist())})
+        return got
 
     def _why(self, state: UserState, knobs: Sequence[Knob], knob_rows: list[torch.Tensor],
              items: np.ndarray) -> Why:
@@ -407,11 +414,11 @@ class Engine:
             blocks += [row.numpy()[items][None] for _, row in pushed]
             picked = np.concatenate(blocks)
         else:
-            cols = torch.from_numpy(items).to(self.device)
-            own_rows = (self.row_table[own.ids[:, None], cols] if self.row_table is not None
-                        else self.sae.W_dec.index_select(0, own.ids)
-                        @ self.elsa.A.index_select(0, cols).T)
-            tblocks = [own_rows] if len(own.ids_np) else []
+            cols = torch.tensor(items, device=self.device)   # items may be read-only
+            tblocks = [] if not len(own.ids_np) else [
+                self.row_table[own.ids[:, None], cols] if self.row_table is not None
+                else self.sae.W_dec.index_select(0, own.ids)
+                @ self.elsa.A.index_select(0, cols).T]
             tblocks += [row.index_select(0, cols)[None] for _, row in pushed]
             picked = torch.cat(tblocks).cpu().numpy()
         contrib = torch.from_numpy((picked * weights[:, None]).T)             # [n, parts]

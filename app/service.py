@@ -139,18 +139,18 @@ def is_warm(engine: Engine, req: RecommendIn) -> bool:
 
 
 def recommend(engine: Engine, req: RecommendIn) -> bytes:
-    """RecommendOut as JSON (the hot path: no per-item models or dicts; the unsteered
-    list, the same on every knob move, serialised once per user and n)."""
+    """RecommendOut as JSON (the hot path: no per-item models or dicts; both lists
+    written from each item's ItemOut JSON, built once at start-up)."""
     if req.user is not None:
         state = engine.user(user_index(engine, req.user))
     else:
         state = engine.profile(item_indices(engine, req.items or []))
     knobs, shown = knobs_from(engine, req.knobs)
     ranked = engine.recommend(state, knobs, req.n)
-    unsteered = state.memo(f"unsteered_json{len(ranked.unsteered)}", lambda: _json(
-        [engine.item_dicts[i] for i in ranked.unsteered]))
+    heads = engine.item_json
+    unsteered = f"[{','.join([f'{heads[i]}}}' for i in ranked.unsteered.tolist()])}]"
     return b"".join((b'{"steered":', ranked_json(engine, ranked, shown),
-                     b',"unsteered":', unsteered,
+                     b',"unsteered":', unsteered.encode(),
                      b',"knobs":', _json([k.model_dump() for k in shown]), b"}"))
 
 

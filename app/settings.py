@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     """auto: CUDA when present, else CPU."""
     row_cache_mb: int = Field(default=256, ge=1)
-    """Memory for cached per-neuron item-score rows."""
+    """Memory for item-score rows: the whole table R = W_dec A^T, held from start-up, when
+    it fits; else an LRU cache of per-neuron rows. Concept knobs' mean rows get an LRU
+    cache of the same size."""
     user_cache: int = Field(default=4096, ge=1)
     """User states kept (code, scores)."""
     torch_threads: int = Field(default=1, ge=1)

@@ -388,7 +388,8 @@ def main() -> None:
                      f"{k['p50'] / k['floor_p50']:.1f} |")
     client = "wrk" if shutil.which("wrk") else "httpx (asyncio)"
     lines += ["", f"JSON API, `knobs serve --workers {args.workers} --loop {args.loop}` on "
-              f"loopback (uvicorn processes with a socket each, {args.loop} + httptools), "
+              f"loopback (uvicorn processes with a socket each, event loop {args.loop}, "
+              "httptools), "
               "knob changes for 50 warm "
               f"users; load from {client} on the same 2 cores; connections per worker "
               "sampled mid-run:", "",

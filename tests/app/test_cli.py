@@ -281,6 +281,33 @@ def _wait_for_workers(proc: subprocess.Popen[bytes], port: int, n: int,
     return pids
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("loop", [None, "uvloop"])
+def test_serve_hands_its_event_loop_to_uvicorn(bundle_dir: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               workers: str, loop: str | None) -> None:
+    """`--loop` (default asyncio: README, serving performance) reaches uvicorn whether one
+    process serves or several workers do."""
+    import uvicorn
+
+    import app.workers
+    from tests.app.conftest import migrated
+
+    got: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: got.update(kw))
+    monkeypatch.setattr(app.workers, "run_workers",
+                        lambda host, port, n, level, lp: got.update(loop=lp, workers=n))
+    url = migrated(f"sqlite:///{tmp_path / 'knobs.db'}")
+    args = ["serve", "--bundle", str(bundle_dir), "--device", "cpu", "--workers", workers]
+    result = CliRunner().invoke(main, args + (["--loop", loop] if loop else []),
+                                env={"KNOBS_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert got["loop"] == (loop or "asyncio")
+    assert got.get("workers", 1) == int(workers)
+    bad = CliRunner().invoke(main, args + ["--loop", "tokio"])
+    assert bad.exit_code == 2 and "tokio" in bad.output
+
+
 def test_serve_with_two_workers(bundle_dir: Path, tmp_path: Path) -> None:
     """Two processes behind one port, each with its own model and socket, one database;
     a second server on the same port is refused, not quietly let in beside it."""

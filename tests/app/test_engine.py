@@ -52,6 +52,7 @@ def brute_force_why(engine: Engine, state: UserState, knobs: list[Knob], items: 
     contributes std * (z'_n - push_n) * R[n, i], a "more of" knob std * mass * a / norm *
     its mean row at i; the three largest positive ones per item."""
     s = state.scores
+    items = np.array(items)                         # a writable copy for torch indexing
     steered = steer(s.code, knobs).code
     norm = max(sum(k.strength for k in knobs if k.strength > 0), 1.0)
     push = torch.zeros_like(steered)
@@ -104,3 +105,27 @@ def test_nothing_left_to_rank_has_no_why(engine: Engine) -> None:
         ranked = engine.recommend(everything, knobs, 20)
         assert len(ranked.items) == len(ranked.unsteered) == len(ranked.rank_before) == 0
         assert ranked.why.order.shape[0] == 0
+
+
+def test_the_unsteered_list_is_kept_once_per_user_whatever_n(engine: Engine) -> None:
+    """Any n from 1 to 100 answers from one kept list (a client cannot grow a user's cache
+    by asking for every n); each n's unsteered list is the top n of the scores, and
+    rank_before points into it."""
+    state = engine.profile([2, 4, 6, 8, 10])
+    ten = engine.recommend(state, [Knob((0,), 0.5)], 10).unsteered.copy()
+    for n in (1, 7, 20, 55, 100):
+        ranked = engine.recommend(state, [Knob((0,), 0.5)], n)
+        scores = state.unsteered.clone()
+        scores[list(state.inputs)] = float("-inf")
+        want = torch.topk(scores, n).values
+        torch.testing.assert_close(state.unsteered[ranked.unsteered], want)
+        assert list(ranked.unsteered[:min(n, 10)]) == list(ten[:min(n, 10)])
+        for r, (i, before) in enumerate(zip(ranked.items, ranked.rank_before, strict=True)):
+            assert before == (list(ranked.unsteered).index(i) if i in ranked.unsteered
+                              else -1), (n, r)
+        plain = engine.recommend(state, [], n)
+        assert list(plain.items) == list(ranked.unsteered)
+        assert list(plain.rank_before) == list(range(n))
+    kept = [k for k in state._cache if k.startswith("top")]
+    assert kept == ["top"]
+    assert not ranked.unsteered.flags.writeable
