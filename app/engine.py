@@ -250,9 +250,8 @@ class Engine:
         """R = W_dec A^T, [h, items], when all h rows fit `row_cache_bytes` (else None:
         rows are computed per neuron and kept in an LRU cache)."""
         if self.sae.h * row_bytes <= row_cache_bytes:
-            with torch.no_grad():
-                self.row_table = latent_rows(self.elsa, self.sae,
-                                             torch.arange(self.sae.h, device=device))
+            self.row_table = latent_rows(self.elsa, self.sae,   # frozen: no graph
+                                         torch.arange(self.sae.h, device=device))
             if self.host_why:
                 self._table = self.row_table.numpy()
                 self._table.setflags(write=False)

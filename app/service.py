@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pydantic_core
 
-from app.engine import Engine, Ranked
+from app.engine import Engine, Part, Ranked
 from app.schemas import (
     ActiveKnob,
     CodeOut,
@@ -158,19 +158,27 @@ def _json(data: Any) -> bytes:
     return pydantic_core.to_json(data, inf_nan_mode="null")
 
 
+def _part_dict(engine: Engine, part: Part, knobs: Sequence[KnobOut]) -> dict[str, Any]:
+    """A part of the steered scores as a Why dict without its contribution."""
+    if part.kind == "knob":
+        return {"neuron": None, "knob": part.ref, "label": knobs[part.ref].label}
+    return {"neuron": part.ref, "knob": None,
+            "label": engine.bundle.concepts.label_name(part.ref)}
+
+
 def _why_parts(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]
                ) -> dict[int, dict[str, Any]]:
     """The parts of the steered scores that some item names, once each, as Why dicts
     without their contribution."""
-    names = engine.bundle.concepts.label_name
     why = ranked.why
-    parts: dict[int, dict[str, Any]] = {}
-    for j in np.unique(why.order[why.values > 0]).tolist():
-        p = why.parts[j]
-        parts[j] = ({"neuron": None, "knob": p.ref, "label": knobs[p.ref].label}
-                    if p.kind == "knob" else
-                    {"neuron": p.ref, "knob": None, "label": names(p.ref)})
-    return parts
+    return {j: _part_dict(engine, why.parts[j], knobs)
+            for j in np.unique(why.order[why.values > 0]).tolist()}
+
+
+def _head(part: dict[str, Any]) -> str:
+    """A Why dict's JSON up to its contribution: '{"neuron":..,"knob":..,"label":..,
+    "contribution":'."""
+    return _json(part).decode()[:-1] + ',"contribution":'
 
 
 def warm_up(engine: Engine) -> None:
@@ -179,15 +187,12 @@ def warm_up(engine: Engine) -> None:
 
 
 def _neuron_heads(engine: Engine) -> list[str]:
-    """Per neuron, the JSON of a Why naming it, up to its contribution:
-    '{"neuron":n,"knob":null,"label":..,"contribution":' (built once per engine: labels
-    do not change)."""
+    """Per neuron, `_head` of the Why naming it (built once per engine: labels do not
+    change)."""
     heads: list[str] | None = engine.memo.get("why_heads")
     if heads is None:
-        names = engine.bundle.concepts.label_name
         heads = engine.memo["why_heads"] = [
-            _json({"neuron": n, "knob": None, "label": names(n)}).decode()[:-1]
-            + ',"contribution":' for n in range(engine.sae.h)]
+            _head(_part_dict(engine, Part("neuron", n), ())) for n in range(engine.sae.h)]
     return heads
 
 
@@ -203,9 +208,8 @@ def ranked_json(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]) -> byt
     numbers = _json([*ranked.scores.tolist(), *why.values[named].tolist()]
                     ).decode()[1:-1].split(",")
     neuron_heads = _neuron_heads(engine)
-    heads = [neuron_heads[p.ref] if p.kind == "neuron" else
-             _json({"neuron": None, "knob": p.ref, "label": knobs[p.ref].label}
-                   ).decode()[:-1] + ',"contribution":' for p in why.parts]
+    heads = [neuron_heads[p.ref] if p.kind == "neuron" else _head(_part_dict(engine, p, knobs))
+             for p in why.parts]
     reasons = [f"{heads[j]}{v}}}" for j, v in zip(why.order[named].tolist(), numbers[n:],
                                                   strict=True)]
     ends = np.cumsum(named.sum(axis=1)).tolist()
