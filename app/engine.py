@@ -11,6 +11,9 @@ cached, knob changes applied through the affine form of method.md §7.
   in an LRU cache likewise.
 - A knob change is `models.steering.steered_scores`: O((1 + knobs) x items), plus a row
   per active neuron that a "less of" knob turns down.
+- `recommend_many` answers several knob changes at once (the API's warm requests of one
+  event-loop round, app/rounds.py): each job's scores as alone into a row of one
+  buffer, one top-n and one "why" for all. Every job gets the bits it gets alone.
 
 Every method is safe to call from many threads: caches are guarded by a lock, torch
 inference on separate tensors needs none.
@@ -26,7 +29,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import numpy as np
 import pydantic_core
@@ -152,6 +155,14 @@ class Why:
                                                          strict=True) if v > 0]
 
 
+class Job(NamedTuple):
+    """One knob change: a user's state, the request's knobs, how many items to rank."""
+
+    state: UserState
+    knobs: Sequence[Knob]
+    n: int = 20
+
+
 @dataclass(frozen=True)
 class Ranked:
     """items: [n] item indices best first; scores: [n]; rank_before: [n] each item's rank
@@ -163,6 +174,11 @@ class Ranked:
     rank_before: np.ndarray
     unsteered: np.ndarray
     why: Why
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """np.stack, a view for one array."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 class _Batcher:
@@ -222,12 +238,10 @@ class Engine:
             module.requires_grad_(False)          # graph, no autograd context needed
         self.n_items = self.elsa.n_items
         self.basis = score_basis(self.elsa, self.sae)
-        self.host_why = device.type == "cpu"
-        """Gather the "why"'s rows in numpy from views of the weights (on the CPU: cheaper
-        than the same small torch ops); else all in torch on the device."""
-        if self.host_why:
-            self._w_dec = self.sae.W_dec.detach().numpy()
-            self._a = self.elsa.A.detach().numpy()
+        self.host = device.type == "cpu"
+        """Gather the "why"'s values in numpy, from views of the tensors (on the CPU: a
+        numpy gather costs a fraction of torch's on arrays this small); else in torch on
+        the device."""
         cat = bundle.catalog
         self.item_views = [
             ItemOut(id=int(i), title=str(t), year=None if np.isnan(y) else int(y),
@@ -247,14 +261,14 @@ class Engine:
         """External item id -> index."""
         row_bytes = 4 * self.n_items
         self.row_table: torch.Tensor | None = None
+        self._table: np.ndarray | None = None
+        """The same on the host, as numpy (a view), when `host`."""
         """R = W_dec A^T, [h, items], when all h rows fit `row_cache_bytes` (else None:
         rows are computed per neuron and kept in an LRU cache)."""
         if self.sae.h * row_bytes <= row_cache_bytes:
             self.row_table = latent_rows(self.elsa, self.sae,   # frozen: no graph
                                          torch.arange(self.sae.h, device=device))
-            if self.host_why:
-                self._table = self.row_table.numpy()
-                self._table.setflags(write=False)
+            self._table = self.row_table.numpy() if self.host else None
             log.info("item-score rows held whole: %d x %d (%.0f MB)", self.sae.h,
                      self.n_items, self.sae.h * row_bytes / 1e6)
         self._rows: LRU[int, torch.Tensor] = LRU(row_cache_bytes / row_bytes)
@@ -322,15 +336,12 @@ class Engine:
         return row
 
     def rows(self, neurons: Sequence[int]) -> torch.Tensor:
-        """R[n] for the given neurons: [len(neurons), items]; the ones not cached yet are
-        computed in one product, then all are read through `row`'s cache."""
+        """R[n] for the given neurons: [len(neurons), items], each read through `row`.
+        Without the table each row is its own product, never part of a larger one: a
+        product's rows can differ in the last bits with its shape, and a neuron's row
+        must be the same bits whichever request computed it (and after an eviction)."""
         if self.row_table is not None:
             return self.row_table[list(neurons)]
-        missing = [n for n in dict.fromkeys(neurons) if self._rows.get(n) is None]
-        if missing:
-            fresh = latent_rows(self.elsa, self.sae, torch.tensor(missing, device=self.device))
-            for n, r in zip(missing, fresh, strict=True):
-                self._rows.put(n, r)
         return torch.stack([self.row(n) for n in neurons]) if neurons else torch.zeros(
             0, self.n_items, device=self.device)
 
@@ -346,22 +357,60 @@ class Engine:
 
     def recommend(self, state: UserState, knobs: Sequence[Knob], n: int = 20) -> Ranked:
         """Top n steered by `knobs`, beside the unsteered top n, with each item's why
-        (n is capped at the items the user does not have). No autograd context: the
+        (n is capped at the items the user does not have): `recommend_many` of one."""
+        return self.recommend_many([Job(state, knobs, n)])[0]
+
+    def recommend_many(self, jobs: Sequence[Job]) -> list[Ranked]:
+        """`recommend` for several knob changes at once (the ones a server has ready
+        together), in a few operations over the batch instead of a few per job:
+
+        - each job's steered scores are computed as alone (`steered_scores`, the same
+          operations) into a row of one buffer; its inputs masked in one pass;
+        - one top-n over the buffer per distinct n (its values are the scores);
+        - one "why" for all jobs (`_why_many`).
+
+        Each answer is what its job gets alone, bit for bit: per row the same operations,
+        each element of a product or a row's top-k independent of the other rows (so the
+        API's batched answers equal the pages' one by one). No autograd context: the
         engine's parameters are frozen, so nothing here records a graph."""
-        n = max(0, min(n, self.n_items - len(state.inputs)))
-        top_all, ids_all, rank_all = self._unsteered_top(state, n)
-        before, unsteered = top_all[:n], ids_all[:n]
-        knob_rows = [self.knob_row(k.neurons) for k in knobs]
-        if knobs:
-            scores = steered_scores(state.scores, knobs, knob_rows, self.row)
-            top = top_n_owned(scores, n, state.taken)     # a fresh vector: ours to write
-            items = top.cpu().numpy()
-        else:
-            scores, top, items = state.unsteered, before, unsteered
-        rank_before = np.array([r if (r := rank_all.get(i, n)) < n else -1
-                                for i in items.tolist()], dtype=np.int64)
-        return Ranked(items, scores.index_select(0, top).cpu().numpy(), rank_before,
-                      unsteered, self._why(state, knobs, knob_rows, items))
+        ns = [max(0, min(j.n, self.n_items - len(j.state.inputs))) for j in jobs]
+        tops = [self._unsteered_top(j.state, n) for j, n in zip(jobs, ns, strict=True)]
+        knob_rows = [[self.knob_row(k.neurons) for k in j.knobs] for j in jobs]
+        items: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        steered = [b for b, j in enumerate(jobs) if j.knobs]
+        ranked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if steered:
+            buf = torch.empty(len(steered), self.n_items, device=self.device)
+            for r, b in enumerate(steered):
+                steered_scores(jobs[b].state.scores, jobs[b].knobs, knob_rows[b], self.row,
+                               out=buf[r])
+            taken = [jobs[b].state.inputs + r * self.n_items if r else jobs[b].state.inputs
+                     for r, b in enumerate(steered)]
+            buf.view(-1).index_fill_(0, self._on_device(
+                np.concatenate(taken) if len(taken) > 1 else taken[0]),
+                float("-inf"))                                 # each job's inputs
+            for n in dict.fromkeys(ns[b] for b in steered):
+                rows = [r for r, b in enumerate(steered) if ns[b] == n]
+                best = (buf if len(rows) == len(steered) else buf[rows]).topk(n, dim=1)
+                got_items, got_scores = best.indices.cpu().numpy(), best.values.cpu().numpy()
+                for at, r in enumerate(rows):
+                    ranked[steered[r]] = got_items[at], got_scores[at]
+        for b, (job, n, (top_all, ids_all, _)) in enumerate(zip(jobs, ns, tops, strict=True)):
+            if b in ranked:
+                items.append(ranked[b][0])
+                scores.append(ranked[b][1])
+            else:                                  # no knobs: the unsteered list itself
+                items.append(ids_all[:n])
+                scores.append(job.state.unsteered.index_select(0, top_all[:n]).cpu().numpy())
+        whys = self._why_many(jobs, knob_rows, items)
+        out = []
+        for job_items, job_scores, n, (_, ids_all, rank_all), why in zip(
+                items, scores, ns, tops, whys, strict=True):
+            rank_before = np.array([r if (r := rank_all.get(i, n)) < n else -1
+                                    for i in job_items.tolist()], dtype=np.int64)
+            out.append(Ranked(job_items, job_scores, rank_before, ids_all[:n], why))
+        return out
 
     def _unsteered_top(self, state: UserState, n: int
                        ) -> tuple[torch.Tensor, np.ndarray, dict[int, int]]:
@@ -377,52 +426,121 @@ class Engine:
             got = state._cache["top"] = (top, ids, {i: r for r, i in enumerate(ids.tolist())})
         return got
 
-    def _why(self, state: UserState, knobs: Sequence[Knob], knob_rows: list[torch.Tensor],
-             items: np.ndarray) -> Why:
-        """Per item, the 3 largest parts of its steered score: each "more of" knob as one
-        part (std * mass * a_j / norm * knob_row_j[i], what the knob pushed) and each of
-        the user's own neurons that a knob leaves in the code (std * z'_n * R[n, i]).
-        knob_rows: each knob's `knob_row`. On the hot path: a few small array operations
-        (each costs more than its arithmetic), nothing per neuron in Python."""
-        s, own = state.scores, state.own()
-        keep, factor = own_scale(s.mass, knobs, s.active)
-        own_w = s.std * keep * own.values
-        for n, f in factor.items():
-            if n in own.index:
-                own_w[own.index[n]] *= f
-        norm = push_norm(knobs)
-        pushed = [(j, row) for j, (k, row) in enumerate(zip(knobs, knob_rows, strict=True))
-                  if k.strength > 0]
-        parts = own.parts + [Part("knob", j) for j, _ in pushed]
-        weights = np.concatenate([own_w, np.array(
-            [s.std * s.mass * knobs[j].strength / norm for j, _ in pushed], np.float32)])
-        if not parts or len(items) == 0:
-            empty = np.zeros((len(items), 0))
-            return Why(parts, empty.astype(np.int64), empty)
-        # the user's rows at these items, R[ids][:, items] ([k, n]: gathered from R when
-        # it is held, else W_dec[ids] A[items]^T; no rows kept per user), then the knobs'
-        # rows there
-        if self.host_why:
-            blocks: list[np.ndarray] = []
-            if len(own.ids_np) and self.row_table is not None:
-                blocks.append(self._table[own.ids_np[:, None], items])
-            elif len(own.ids_np):  # numpy gathers; torch's product (its thread count: numpy's
-                # BLAS would start threads of its own beside the other workers)
-                blocks.append(torch.mm(torch.from_numpy(self._w_dec[own.ids_np]),
-                                       torch.from_numpy(self._a[items]).T).numpy())
-            blocks += [row.numpy()[items][None] for _, row in pushed]
-            picked = np.concatenate(blocks)
+    def _why_many(self, jobs: Sequence[Job], knob_rows: list[list[torch.Tensor]],
+                  items: list[np.ndarray]) -> list[Why]:
+        """Per job and ranked item, the 3 largest parts of its steered score: each "more
+        of" knob as one part (std * mass * a_j / norm * knob_row_j[i], what the knob
+        pushed) and each of the user's own neurons that a knob leaves in the code
+        (std * z'_n * R[n, i]). knob_rows: each job's knobs' `knob_row`s.
+
+        All jobs at once: [jobs, items, own neurons + knobs] values of the rows at the
+        ranked items (gathered from R when it is held, else A[items] W_dec[ids]^T per
+        job), times each part's weight, one top-3 over the parts. Jobs with fewer
+        neurons, knobs or items than the batch's largest are padded, the padding at
+        -inf. Each product is one multiplication and each (job, item)'s top-3 its own,
+        so a job's why is the same in any batch."""
+        parts: list[list[Part]] = []
+        whys: list[Why | None] = [None] * len(jobs)
+        live: list[tuple[int, OwnNeurons, np.ndarray, list[torch.Tensor]]] = []
+        for b, (job, rows, job_items) in enumerate(zip(jobs, knob_rows, items, strict=True)):
+            s, own, knobs = job.state.scores, job.state.own(), job.knobs
+            more = [j for j, k in enumerate(knobs) if k.strength > 0]
+            parts.append(own.parts + [Part("knob", j) for j in more])
+            if not parts[b] or not len(job_items):
+                empty = np.zeros((len(job_items), 0))
+                whys[b] = Why(parts[b], empty.astype(np.int64), empty)
+                continue
+            keep, factor = own_scale(s.mass, knobs, s.active)
+            own_w = s.std * keep * own.values
+            for n, f in factor.items():
+                if n in own.index:
+                    own_w[own.index[n]] *= f
+            norm = push_norm(knobs)
+            w = np.concatenate([own_w, np.array([s.std * s.mass * knobs[j].strength / norm
+                                                 for j in more], np.float32)])
+            live.append((b, own, w, [rows[j] for j in more]))
+        if not live:
+            return cast(list[Why], whys)
+        ks = [len(own.ids_np) for _, own, _, _ in live]
+        qs = [len(pushed) for _, _, _, pushed in live]
+        ms = [len(items[b]) for b, _, _, _ in live]
+        n_own, n_knobs, n_items = max(ks), max(qs), max(ms)
+        padded = not (min(ks) == n_own and min(qs) == n_knobs and min(ms) == n_items)
+        if not padded:                           # every batch of one, most batches
+            cols = _stack([items[b] for b, _, _, _ in live])
+            ids = _stack([own.ids_np for _, own, _, _ in live])
+            w = _stack([w for _, _, w, _ in live])
+            pad = None
         else:
-            cols = torch.tensor(items, device=self.device)   # items may be read-only
-            tblocks = [] if not len(own.ids_np) else [
-                self.row_table[own.ids[:, None], cols] if self.row_table is not None
-                else self.sae.W_dec.index_select(0, own.ids)
-                @ self.elsa.A.index_select(0, cols).T]
-            tblocks += [row.index_select(0, cols)[None] for _, row in pushed]
-            picked = torch.cat(tblocks).cpu().numpy()
-        contrib = torch.from_numpy((picked * weights[:, None]).T)             # [n, parts]
-        values, order = torch.topk(contrib, min(3, len(parts)), dim=1)  # largest first
-        return Why(parts, order.numpy(), values.numpy())
+            cols = np.zeros((len(live), n_items), dtype=np.int64)
+            ids = np.zeros((len(live), n_own), dtype=np.int64)
+            w = np.zeros((len(live), n_own + n_knobs), dtype=np.float32)
+            pad = np.full((len(live), n_own + n_knobs), float("-inf"), dtype=np.float32)
+            for r, (b, own, job_w, _) in enumerate(live):
+                k, q = ks[r], qs[r]
+                cols[r, :ms[r]], ids[r, :k] = items[b], own.ids_np
+                w[r, :k], w[r, n_own:n_own + q] = job_w[:k], job_w[k:]
+                pad[r, :k] = pad[r, n_own:n_own + q] = 0.0
+        # picked: [jobs, items, parts], the own rows' values and the knobs' at the items;
+        # contrib: each times its part's weight (one rounding; adding the padding's 0
+        # keeps it), -inf where a job has no such part
+        own_at = self._own_at(ids, cols, ks, ms)
+        if self.host:
+            picked = (np.zeros if padded else np.empty)(
+                (len(live), n_items, n_own + n_knobs), dtype=np.float32)
+            picked[:, :, :n_own] = own_at
+            for r, (_, _, _, pushed) in enumerate(live):
+                for j, row in enumerate(pushed):
+                    picked[r, :, n_own + j] = row.numpy().take(cols[r])
+            contrib = torch.from_numpy(picked * w[:, None, :] if pad is None
+                                       else picked * w[:, None, :] + pad[:, None, :])
+        else:
+            blocks = [own_at]
+            if n_knobs:                     # the knobs' rows, stacked once, at the items
+                distinct = {id(row): row for _, _, _, pushed in live for row in pushed}
+                where = {key: u for u, key in enumerate(distinct)}
+                which = np.zeros((len(live), 1, n_knobs), dtype=np.int64)
+                for r, (_, _, _, pushed) in enumerate(live):
+                    which[r, 0, :qs[r]] = [where[id(row)] for row in pushed]
+                blocks.append(torch.take(torch.stack(list(distinct.values())),
+                                         self._on_device(which * self.n_items
+                                                         + cols[:, :, None])))
+            contrib = torch.cat(blocks, dim=2) * self._on_device(w[:, None, :])
+            if pad is not None:
+                contrib += self._on_device(pad[:, None, :])
+        values, order = torch.topk(contrib, min(3, n_own + n_knobs), dim=2)
+        values_np, order_np = values.cpu().numpy(), order.cpu().numpy()
+        if padded and n_knobs:       # a padded position -> the part's index in the job
+            order_np = np.where(order_np < n_own, order_np,
+                                order_np - n_own + np.array(ks)[:, None, None])
+        for r, (b, _, _, _) in enumerate(live):
+            top = min(3, ks[r] + qs[r])                  # padding is never in its top
+            whys[b] = Why(parts[b], order_np[r, :ms[r], :top], values_np[r, :ms[r], :top])
+        return cast(list[Why], whys)
+
+    def _on_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
+
+    def _own_at(self, ids: np.ndarray, cols: np.ndarray, ks: list[int], ms: list[int]
+                ) -> Any:
+        """R[ids_b][:, cols_b]^T for each job b: [jobs, cols, neurons] (ids: [jobs,
+        neurons], cols: [jobs, items]; ks, ms: each job's real neurons and items, the
+        rest padding). Gathered from R when it is held, in one take; else
+        A[cols] W_dec[ids]^T per job (no rows kept per user). A numpy array on the
+        host (`host`), else a tensor on the device."""
+        at = ids[:, None, :] * self.n_items + cols[:, :, None]
+        if self.host and self._table is not None:
+            return np.take(self._table, at)
+        if self.row_table is not None:
+            return torch.take(self.row_table, self._on_device(at))
+        out = torch.zeros(*cols.shape, ids.shape[1], device=self.device)
+        for r, (k, m) in enumerate(zip(ks, ms, strict=True)):
+            if k and m:
+                out[r, :m, :k] = (self.elsa.A.index_select(0, self._on_device(cols[r, :m]))
+                                  @ self.sae.W_dec.index_select(
+                                      0, self._on_device(ids[r, :k])).T)
+        return out.numpy() if self.host else out
 
     @torch.no_grad()
     def activations(self, neuron: int) -> np.ndarray:

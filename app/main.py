@@ -27,6 +27,7 @@ from app.engine import Engine
 from app.fastlane import FastLane
 from app.htmx import TEMPLATES, is_htmx
 from app.knobstate import KnobError
+from app.rounds import Rounds
 from app.routes import admin, api, health, pages, sessions, studies
 from app.routes.pages import PageError
 from app.security import GuardMiddleware
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None,
         app.state.db, app.state.secret = open_database(settings)
         try:
             app.state.engine = engine or load_engine(settings, bundle)
+            app.state.rounds = Rounds(app.state.engine)
             log.info("serving %s on %s, database %s", settings.bundle,
                      app.state.engine.device, app.state.db.safe_url)
             # what is loaded now lives as long as the app: out of the collector's way,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pydantic_core
 
-from app.engine import Engine, Part, Ranked
+from app.engine import Engine, Job, Part, Ranked
 from app.schemas import (
     ActiveKnob,
     CodeOut,
@@ -138,15 +138,26 @@ def is_warm(engine: Engine, req: RecommendIn) -> bool:
     return None in rows or engine.is_warm(items=[r for r in rows if r is not None])
 
 
-def recommend(engine: Engine, req: RecommendIn) -> bytes:
-    """RecommendOut as JSON (the hot path: no per-item models or dicts; both lists
-    written from each item's ItemOut JSON, built once at start-up)."""
+def job(engine: Engine, req: RecommendIn) -> tuple[Job, list[KnobOut]]:
+    """The request as an engine job, and its knobs as the answer shows them; NotFound
+    for an unknown user, item, knob or concept (encodes the user if not cached)."""
     if req.user is not None:
         state = engine.user(user_index(engine, req.user))
     else:
         state = engine.profile(item_indices(engine, req.items or []))
     knobs, shown = knobs_from(engine, req.knobs)
-    ranked = engine.recommend(state, knobs, req.n)
+    return Job(state, knobs, req.n), shown
+
+
+def recommend(engine: Engine, req: RecommendIn) -> bytes:
+    """RecommendOut as JSON, computed alone (`answer`)."""
+    one, shown = job(engine, req)
+    return answer(engine, engine.recommend(*one), shown)
+
+
+def answer(engine: Engine, ranked: Ranked, shown: Sequence[KnobOut]) -> bytes:
+    """RecommendOut as JSON (the hot path: no per-item models or dicts; both lists
+    written from each item's ItemOut JSON, built once at start-up)."""
     heads = engine.item_json
     unsteered = f"[{','.join([f'{heads[i]}}}' for i in ranked.unsteered.tolist()])}]"
     return b"".join((b'{"steered":', ranked_json(engine, ranked, shown),

@@ -241,7 +241,8 @@ def knob_row(rows: torch.Tensor) -> torch.Tensor:
 
 def steered_scores(user: UserScores, knobs: Sequence[Knob],
                    knob_rows: torch.Tensor | Sequence[torch.Tensor],
-                   neuron_row: Callable[[int], torch.Tensor]) -> torch.Tensor:
+                   neuron_row: Callable[[int], torch.Tensor],
+                   out: torch.Tensor | None = None) -> torch.Tensor:
     """ELSA's item scores u^ A^T of the user's code steered by `knobs`, before the input
     is subtracted (§7), in O((1 + knobs + turned-down active neurons) x items):
 
@@ -255,10 +256,11 @@ def steered_scores(user: UserScores, knobs: Sequence[Knob],
     knob's neuron rows (cache them per knob); neuron_row(n) -> R[n] ([items]), asked only
     for the user's active neurons that a "less of" knob turns down (cache them per
     neuron). Same result as decoding `steer`'s code. The answer is a new tensor the
-    caller owns."""
+    caller owns, or `out` ([items], e.g. a row of a batch's buffer) written with it: the
+    same operations either way, so the same bits."""
     _check(knobs, user.code.shape[-1])
     keep, factor = own_scale(user.mass, knobs, user.active)     # keep = keep_less (1 - A)
-    scores = torch.add(user.offset, user.latent, alpha=user.std * keep)
+    scores = torch.add(user.offset, user.latent, alpha=user.std * keep, out=out)
     # one in-place pass per term: no stacking, no coefficient tensors (the hot path)
     push = user.std * user.mass / push_norm(knobs)
     for k, row in zip(knobs, knob_rows, strict=True):

@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect
 from app import service
 from app.deps import EngineDep
 from app.engine import Engine
+from app.rounds import Rounds
 from app.schemas import (
     ERRORS,
     CodeOut,
@@ -96,8 +97,10 @@ async def recommendations(request: Request) -> Response:
     unsteered list; each item says which neurons lift it most."""
     req = await json_model(request, RecommendIn)
     engine: Engine = request.app.state.engine
-    if service.is_warm(engine, req):           # well under 1 ms: no thread hop
-        body = service.recommend(engine, req)
+    if service.is_warm(engine, req):           # well under 1 ms: no thread hop, and
+        job, shown = service.job(engine, req)  # batched with this round's others
+        rounds: Rounds = request.app.state.rounds
+        body = service.answer(engine, await rounds.recommend(job), shown)
     else:
         body = await run_in_threadpool(service.recommend, engine, req)
     # our own plain data, serialised once: FastAPI does not validate it again against

@@ -1,7 +1,7 @@
 """The serving engine's "why": the parts it names for each item are the largest terms of
 the item's steered score, checked against a brute-force decomposition of `steer`'s code,
-on the numpy (CPU) path and the torch (device) path, with the item-score rows held as
-one table and computed per neuron."""
+with the item-score rows held as one table and computed per neuron; a batch of knob
+changes answers each as it would alone."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine import Engine, Part, UserState
+from app.engine import Engine, Job, Part, UserState
 from models.bundle import load_bundle
 from models.steering import Knob, knob_row, latent_rows, steer
 
@@ -74,21 +74,25 @@ def brute_force_why(engine: Engine, state: UserState, knobs: list[Knob], items: 
     return out
 
 
+def knob_sets(state: UserState, h: int) -> list[list[Knob]]:
+    """No knob, "more of" a neuron the user lacks, "less of" one they have, several
+    mixed, knobs at zero, everything turned off."""
+    own = sorted(state.scores.active)
+    other = next(n for n in range(h) if n not in state.scores.active)
+    return [[], [Knob((other,), 0.4)], [Knob((own[0],), -0.6)],
+            [Knob((other, own[-1]), 0.3), Knob((own[0],), -0.5), Knob((own[1],), 0.2)],
+            [Knob((other,), 0.0), Knob((own[0],), 0.0)], [Knob(tuple(own), -1.0)]]
+
+
 @pytest.mark.parametrize("host", [True, False], ids=["numpy", "torch"])
 def test_why_names_the_largest_parts_of_each_steered_score(engine: Engine, host: bool,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    monkeypatch.setattr(engine, "host_why", host)
+    monkeypatch.setattr(engine, "host", host)
     checked = 0
     states = [engine.user(u) for u in range(6)] + [engine.profile([3, 5, 8, 13])]
     for state in states:
-        own = sorted(state.scores.active)
-        other = next(n for n in range(engine.sae.h) if n not in state.scores.active)
-        for knobs in ([], [Knob((other,), 0.4)], [Knob((own[0],), -0.6)],
-                      [Knob((other, own[-1]), 0.3), Knob((own[0],), -0.5),
-                       Knob((own[1],), 0.2)],
-                      [Knob((other,), 0.0), Knob((own[0],), 0.0)],
-                      [Knob(tuple(own), -1.0)]):
+        for knobs in knob_sets(state, engine.sae.h):
             ranked = engine.recommend(state, knobs, 10)
             expected = brute_force_why(engine, state, knobs, ranked.items)
             for row, want in enumerate(expected):
@@ -97,6 +101,42 @@ def test_why_names_the_largest_parts_of_each_steered_score(engine: Engine, host:
                 assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4)
                 checked += len(got)
     assert checked > 100
+
+
+@pytest.mark.parametrize("host", [True, False], ids=["numpy", "torch"])
+def test_a_batch_answers_each_job_as_it_would_alone(engine: Engine, host: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """recommend_many (the API's warm requests of one event-loop round) gives every job
+    the very bits `recommend` gives it alone: users and profiles, knobs or none, several
+    n, a profile with nothing left to rank, the same user twice; and a batch whose jobs
+    all have the same shape (no padding) too."""
+    monkeypatch.setattr(engine, "host", host)
+    states = [engine.user(u) for u in range(4)] + [engine.profile([3, 5, 8, 13]),
+                                                   engine.profile(range(engine.n_items))]
+    jobs = [Job(s, knobs, n) for s in states[:-1] for knobs, n in zip(
+        knob_sets(s, engine.sae.h), [20, 10, 20, 1, 20, 100], strict=True)]
+    jobs += [Job(states[-1], [Knob((0,), 0.5)], 20), Job(states[0], [Knob((7,), 0.9)], 20)]
+    alone = [engine.recommend(*job) for job in jobs]
+    batched = engine.recommend_many(jobs[::-1])[::-1]
+    assert len(batched) == len(jobs)
+    for a, b in zip(alone, batched, strict=True):
+        for field in ("items", "scores", "rank_before", "unsteered"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), field
+        assert a.why.parts == b.why.parts
+        assert a.why.order.shape == b.why.order.shape == a.why.values.shape
+        # what an answer shows: the parts with a positive contribution (ties among the
+        # rest, e.g. every neuron turned off, contribute nothing and may come in any order)
+        assert [a.why.reasons(r) for r in range(len(a.items))] == \
+            [b.why.reasons(r) for r in range(len(b.items))]
+    assert sum(len(r.items) for r in batched) > 500
+    assert sum(len(r.why.reasons(i)) for r in batched for i in range(len(r.items))) > 500
+    same = [Job(s, [Knob((9,), 0.3), Knob((11, 12), -0.4)], 20) for s in states[:-1]]
+    assert len({len(s.scores.active) for s in states[:-1]}) == 1     # no padding needed
+    for a, b in zip([engine.recommend(*job) for job in same], engine.recommend_many(same),
+                    strict=True):
+        assert np.array_equal(a.items, b.items) and np.array_equal(a.scores, b.scores)
+        assert np.array_equal(a.why.order, b.why.order)
+        assert np.array_equal(a.why.values, b.why.values)
 
 
 def test_nothing_left_to_rank_has_no_why(engine: Engine) -> None:
