@@ -95,6 +95,8 @@ def _serve_one(host: str, port: int, log_level: str, loop: str, parent: int,
     once uvicorn serves."""
     import uvicorn
 
+    from app.coalesce import CoalescingHttpTools
+
     die_with_parent(parent)
 
     class Server(uvicorn.Server):
@@ -105,7 +107,7 @@ def _serve_one(host: str, port: int, log_level: str, loop: str, parent: int,
 
     sock = reuse_port_socket(host, port)
     config = uvicorn.Config("app.main:create_app", factory=True, log_level=log_level,
-                            loop=loop)
+                            loop=loop, http=CoalescingHttpTools)
     Server(config).run(sockets=[sock])
 
 

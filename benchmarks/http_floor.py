@@ -1,9 +1,9 @@
 """The HTTP floor of this machine: uvicorn processes set up as `knobs serve --workers N`
 sets up its workers (a socket each, bound with SO_REUSEPORT; the same event loop, asyncio
-by default, and httptools; request logging off) that read each request's body and answer
-with the same canned JSON, doing no work. `benchmarks.performance` drives it with the
-same wrk load as the app, so the report shows what the server, the client and the
-machine cost before Knobs does anything.
+by default, and httptools with one write per answer, app/coalesce.py; request logging
+off) that read each request's body and answer with the same canned JSON, doing no work.
+`benchmarks.performance` drives it with the same wrk load as the app, so the report shows
+what the server, the client and the machine cost before Knobs does anything.
 
     .venv/bin/python -m benchmarks.http_floor --port 8798 --bytes 9500   # one process
 """
@@ -15,6 +15,7 @@ import argparse
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from app.coalesce import CoalescingHttpTools
 from app.workers import die_with_parent, reuse_port_socket
 
 
@@ -55,7 +56,8 @@ def main() -> None:
     global BODY
     BODY = canned(args.bytes)
     sock = reuse_port_socket("127.0.0.1", args.port)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, loop=args.loop)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, loop=args.loop,
+                            http=CoalescingHttpTools)
     uvicorn.Server(config).run(sockets=[sock])
 
 
