@@ -389,8 +389,8 @@ def main() -> None:
     client = "wrk" if shutil.which("wrk") else "httpx (asyncio)"
     lines += ["", f"JSON API, `knobs serve --workers {args.workers} --loop {args.loop}` on "
               f"loopback (uvicorn processes with a socket each, event loop {args.loop}, "
-              "httptools), "
-              "knob changes for 50 warm "
+              "httptools, one socket write per answer; the warm knob changes a worker "
+              "has ready in one event-loop round batched), knob changes for 50 warm "
               f"users; load from {client} on the same 2 cores; connections per worker "
               "sampled mid-run:", "",
               "| clients | p50 ms | p99 ms | requests/s | errors | connections per worker |",
