@@ -213,10 +213,6 @@ def inspect(bundle_dir: Path, neuron: int | None, top: int, as_json: bool) -> No
         click.echo("\n".join(format_view(v) for v in views), nl=False)
 
 
-HTTP = "app.coalesce:CoalescingHttpTools"
-"""uvicorn's HTTP protocol for `knobs serve`: httptools, one socket write per answer."""
-
-
 @main.command()
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
               help="Bundle folder (default: KNOBS_BUNDLE or bundles/ml-latest-small).")
@@ -240,6 +236,7 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
     """Serve the web app and the JSON API (docs at /docs)."""
     import uvicorn
 
+    from app.coalesce import CoalescingHttpTools  # httptools, one socket write an answer
     from app.main import StartupError, create_app, load_engine, open_bundle, open_database
     from app.settings import Settings
     from app.workers import WorkerError, reuse_port_supported, run_workers
@@ -262,13 +259,14 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
                f"{workers} worker{'s' if workers > 1 else ''})")
     if engine is not None:
         uvicorn.run(create_app(settings, engine=engine), host=host, port=port,
-                    log_level=log_level, loop=loop, http=HTTP)
+                    log_level=log_level, loop=loop, http=CoalescingHttpTools)
         return
     os.environ["KNOBS_BUNDLE"] = str(settings.bundle)
     os.environ["KNOBS_DEVICE"] = settings.device
     if not reuse_port_supported():          # uvicorn's workers, one shared socket
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level, loop=loop, http=HTTP)
+                    workers=workers, log_level=log_level, loop=loop,
+                    http=CoalescingHttpTools)
         return
     try:                                    # a socket each: connections spread evenly
         run_workers(host, port, workers, log_level, loop)

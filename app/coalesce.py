@@ -9,6 +9,7 @@ one after the other by the same request, leave together; nothing waits past its 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -29,10 +30,22 @@ class CoalescingTransport:
             held, self._held = self._held, None
             self._transport.write(held + data)
 
+    def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(data))
+
     def _flush(self) -> None:
+        # a transport asyncio closed meanwhile (the peer's EOF, an error) drops writes
+        # anyway; one closed by `close` was flushed first
         held, self._held = self._held, None
         if held is not None and not self._transport.is_closing():
             self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
 
     def close(self) -> None:
         self._flush()

@@ -176,9 +176,10 @@ class Ranked:
     why: Why
 
 
-def _stack(arrays: list[np.ndarray]) -> np.ndarray:
-    """np.stack, a view for one array."""
-    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+def _frozen(*arrays: np.ndarray) -> None:
+    """Read-only: a batch's answers are views of shared arrays."""
+    for a in arrays:
+        a.setflags(write=False)
 
 
 class _Batcher:
@@ -371,7 +372,8 @@ class Engine:
 
         Each answer is what its job gets alone, bit for bit: per row the same operations,
         each element of a product or a row's top-k independent of the other rows (so the
-        API's batched answers equal the pages' one by one). No autograd context: the
+        API's batched answers equal the pages' one by one; checked on the CPU: CUDA's
+        top-k may order tied items by the batch's shape). No autograd context: the
         engine's parameters are frozen, so nothing here records a graph."""
         ns = [max(0, min(j.n, self.n_items - len(j.state.inputs))) for j in jobs]
         tops = [self._unsteered_top(j.state, n) for j, n in zip(jobs, ns, strict=True)]
@@ -394,6 +396,7 @@ class Engine:
                 rows = [r for r, b in enumerate(steered) if ns[b] == n]
                 best = (buf if len(rows) == len(steered) else buf[rows]).topk(n, dim=1)
                 got_items, got_scores = best.indices.cpu().numpy(), best.values.cpu().numpy()
+                _frozen(got_items, got_scores)
                 for at, r in enumerate(rows):
                     ranked[steered[r]] = got_items[at], got_scores[at]
         for b, (job, n, (top_all, ids_all, _)) in enumerate(zip(jobs, ns, tops, strict=True)):
@@ -435,10 +438,9 @@ class Engine:
 
         All jobs at once: [jobs, items, own neurons + knobs] values of the rows at the
         ranked items (gathered from R when it is held, else A[items] W_dec[ids]^T per
-        job), times each part's weight, one top-3 over the parts. Jobs with fewer
-        neurons, knobs or items than the batch's largest are padded, the padding at
-        -inf. Each product is one multiplication and each (job, item)'s top-3 its own,
-        so a job's why is the same in any batch."""
+        job), times each part's weight, one top-3 over the parts per group of jobs with
+        as many parts. Each product is one multiplication and each (job, item)'s top-3
+        reads exactly its own parts, so a job's why is the same in any batch."""
         parts: list[list[Part]] = []
         whys: list[Why | None] = [None] * len(jobs)
         live: list[tuple[int, OwnNeurons, np.ndarray, list[torch.Tensor]]] = []
@@ -447,8 +449,8 @@ class Engine:
             more = [j for j, k in enumerate(knobs) if k.strength > 0]
             parts.append(own.parts + [Part("knob", j) for j in more])
             if not parts[b] or not len(job_items):
-                empty = np.zeros((len(job_items), 0))
-                whys[b] = Why(parts[b], empty.astype(np.int64), empty)
+                whys[b] = Why(parts[b], np.zeros((len(job_items), 0), np.int64),
+                              np.zeros((len(job_items), 0), np.float32))
                 continue
             keep, factor = own_scale(s.mass, knobs, s.active)
             own_w = s.std * keep * own.values
@@ -465,57 +467,52 @@ class Engine:
         qs = [len(pushed) for _, _, _, pushed in live]
         ms = [len(items[b]) for b, _, _, _ in live]
         n_own, n_knobs, n_items = max(ks), max(qs), max(ms)
-        padded = not (min(ks) == n_own and min(qs) == n_knobs and min(ms) == n_items)
-        if not padded:                           # every batch of one, most batches
-            cols = _stack([items[b] for b, _, _, _ in live])
-            ids = _stack([own.ids_np for _, own, _, _ in live])
-            w = _stack([w for _, _, w, _ in live])
-            pad = None
-        else:
-            cols = np.zeros((len(live), n_items), dtype=np.int64)
-            ids = np.zeros((len(live), n_own), dtype=np.int64)
-            w = np.zeros((len(live), n_own + n_knobs), dtype=np.float32)
-            pad = np.full((len(live), n_own + n_knobs), float("-inf"), dtype=np.float32)
-            for r, (b, own, job_w, _) in enumerate(live):
-                k, q = ks[r], qs[r]
-                cols[r, :ms[r]], ids[r, :k] = items[b], own.ids_np
-                w[r, :k], w[r, n_own:n_own + q] = job_w[:k], job_w[k:]
-                pad[r, :k] = pad[r, n_own:n_own + q] = 0.0
-        # picked: [jobs, items, parts], the own rows' values and the knobs' at the items;
-        # contrib: each times its part's weight (one rounding; adding the padding's 0
-        # keeps it), -inf where a job has no such part
+        width = n_own + n_knobs
+        # each job's parts at [0, k + q) of the last axis, its own neurons then its knobs,
+        # as alone; what lies past them (padding, other jobs' widths) is never read
+        cols = np.zeros((len(live), n_items), dtype=np.int64)
+        ids = np.zeros((len(live), n_own), dtype=np.int64)
+        w = np.zeros((len(live), width), dtype=np.float32)
+        for r, (b, own, job_w, _) in enumerate(live):
+            cols[r, :ms[r]], ids[r, :ks[r]] = items[b], own.ids_np
+            w[r, :len(job_w)] = job_w
         own_at = self._own_at(ids, cols, ks, ms)
         if self.host:
-            picked = (np.zeros if padded else np.empty)(
-                (len(live), n_items, n_own + n_knobs), dtype=np.float32)
+            picked = np.empty((len(live), n_items, width), dtype=np.float32)
             picked[:, :, :n_own] = own_at
             for r, (_, _, _, pushed) in enumerate(live):
                 for j, row in enumerate(pushed):
-                    picked[r, :, n_own + j] = row.numpy().take(cols[r])
-            contrib = torch.from_numpy(picked * w[:, None, :] if pad is None
-                                       else picked * w[:, None, :] + pad[:, None, :])
+                    picked[r, :, ks[r] + j] = row.numpy().take(cols[r])
+            contrib = torch.from_numpy(picked * w[:, None, :])
         else:
-            blocks = [own_at]
+            contrib = torch.empty(len(live), n_items, width, device=self.device)
+            contrib[:, :, :n_own] = own_at
             if n_knobs:                     # the knobs' rows, stacked once, at the items
                 distinct = {id(row): row for _, _, _, pushed in live for row in pushed}
                 where = {key: u for u, key in enumerate(distinct)}
                 which = np.zeros((len(live), 1, n_knobs), dtype=np.int64)
                 for r, (_, _, _, pushed) in enumerate(live):
                     which[r, 0, :qs[r]] = [where[id(row)] for row in pushed]
-                blocks.append(torch.take(torch.stack(list(distinct.values())),
-                                         self._on_device(which * self.n_items
-                                                         + cols[:, :, None])))
-            contrib = torch.cat(blocks, dim=2) * self._on_device(w[:, None, :])
-            if pad is not None:
-                contrib += self._on_device(pad[:, None, :])
-        values, order = torch.topk(contrib, min(3, n_own + n_knobs), dim=2)
-        values_np, order_np = values.cpu().numpy(), order.cpu().numpy()
-        if padded and n_knobs:       # a padded position -> the part's index in the job
-            order_np = np.where(order_np < n_own, order_np,
-                                order_np - n_own + np.array(ks)[:, None, None])
-        for r, (b, _, _, _) in enumerate(live):
-            top = min(3, ks[r] + qs[r])                  # padding is never in its top
-            whys[b] = Why(parts[b], order_np[r, :ms[r], :top], values_np[r, :ms[r], :top])
+                values = torch.take(torch.stack(list(distinct.values())), self._on_device(
+                    which * self.n_items + cols[:, :, None]))
+                at = np.array(ks)[:, None, None] + np.arange(n_knobs)      # k + j
+                contrib.scatter_(2, self._on_device(np.broadcast_to(
+                    at, values.shape).copy()), values)
+            contrib *= self._on_device(w[:, None, :])
+        # one top-3 per group of jobs with the same number of parts, over exactly those:
+        # each (job, item)'s slice then holds what it holds alone, and top-k breaks ties
+        # (two knobs on one neuron tie) by a slice's content and length alone
+        groups: dict[int, list[int]] = {}
+        for r in range(len(live)):
+            groups.setdefault(ks[r] + qs[r], []).append(r)
+        for size, members in groups.items():
+            sub = contrib if len(members) == len(live) else contrib[members]
+            values_t, order_t = torch.topk(sub[:, :, :size], min(3, size), dim=2)
+            values_np, order_np = values_t.cpu().numpy(), order_t.cpu().numpy()
+            _frozen(values_np, order_np)
+            for g, r in enumerate(members):
+                job_b = live[r][0]
+                whys[job_b] = Why(parts[job_b], order_np[g, :ms[r]], values_np[g, :ms[r]])
         return cast(list[Why], whys)
 
     def _on_device(self, array: np.ndarray) -> torch.Tensor:

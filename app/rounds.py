@@ -38,6 +38,7 @@ class Rounds:
         self.engine = engine
         self._jobs: list[Job] = []
         self._waiting: list[asyncio.Future[Ranked]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.sizes: deque[int] = deque(maxlen=1024)
         """Sizes of the latest batches run (tests and diagnostics)."""
 
@@ -45,7 +46,8 @@ class Rounds:
         """`Engine.recommend(*job)`, run with the other jobs of this round."""
         loop = asyncio.get_running_loop()
         waiting: asyncio.Future[Ranked] = loop.create_future()
-        if not self._jobs:
+        if not self._jobs or self._loop is not loop:     # (a new loop: a new app run)
+            self._loop = loop
             loop.call_soon(self._flush)
         self._jobs.append(job)
         self._waiting.append(waiting)
@@ -54,20 +56,26 @@ class Rounds:
     def _flush(self) -> None:
         jobs, waiting = self._jobs, self._waiting
         self._jobs, self._waiting = [], []
+        if not jobs:
+            return
         self.sizes.append(len(jobs))
+        answers: list[Ranked] | None = None
         try:
             answers = self.engine.recommend_many(jobs)
+            if len(answers) != len(jobs):
+                raise RuntimeError(f"{len(answers)} answers to {len(jobs)} jobs")
         except Exception:  # noqa: BLE001 - each job alone: only its own request fails
             log.exception("a batch of %d knob changes failed; answering each alone",
                           len(jobs))
-            for job, fut in zip(jobs, waiting, strict=True):
-                if fut.done():                    # its request went away
-                    continue
-                try:
-                    fut.set_result(self.engine.recommend(*job))
-                except Exception as exc:  # noqa: BLE001 - raised in its own request
-                    fut.set_exception(exc)
-            return
-        for fut, answer in zip(waiting, answers, strict=True):
-            if not fut.done():
-                fut.set_result(answer)
+            answers = None
+        loop = asyncio.get_running_loop()
+        for at, (job, fut) in enumerate(zip(jobs, waiting, strict=True)):
+            if fut.done() or fut.get_loop() is not loop:   # its request went away
+                continue
+            if answers is not None:
+                fut.set_result(answers[at])
+                continue
+            try:
+                fut.set_result(self.engine.recommend(*job))
+            except Exception as exc:  # noqa: BLE001 - raised in its own request
+                fut.set_exception(exc)

@@ -67,6 +67,26 @@ def test_a_held_write_leaves_with_the_next_or_at_the_end_of_the_round() -> None:
                     [b"head body", b"alone"], [b"head body", b"alone", b"last", b"closed"]]
 
 
+def test_writelines_eof_and_the_buffer_size_count_a_held_write() -> None:
+    async def run() -> tuple[list[bytes], int, int, bool]:
+        loop = asyncio.get_running_loop()
+        raw = Recorder()
+        raw.get_write_buffer_size = lambda: 7                   # type: ignore[attr-defined]
+        raw.write_eof = lambda: raw.writes.append(b"EOF")       # type: ignore[attr-defined]
+        t = CoalescingTransport(raw, loop)  # type: ignore[arg-type]
+        t.writelines([b"a", b"b"])                  # held, as one write
+        held = t.get_write_buffer_size()
+        t.writelines([b"c"])                        # leaves with the held one
+        after = t.get_write_buffer_size()
+        t.write(b"d")
+        t.write_eof()                               # the held write first
+        await asyncio.sleep(0)
+        return raw.writes, held, after, raw.closed
+
+    writes, held, after, closed = asyncio.run(run())
+    assert writes == [b"abc", b"d", b"EOF"] and held == 9 and after == 7 and not closed
+
+
 def test_abort_drops_a_held_write_and_a_closing_transport_gets_none() -> None:
     async def run() -> tuple[Recorder, Recorder]:
         loop = asyncio.get_running_loop()

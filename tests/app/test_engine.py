@@ -108,14 +108,18 @@ def test_a_batch_answers_each_job_as_it_would_alone(engine: Engine, host: bool,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """recommend_many (the API's warm requests of one event-loop round) gives every job
     the very bits `recommend` gives it alone: users and profiles, knobs or none, several
-    n, a profile with nothing left to rank, the same user twice; and a batch whose jobs
-    all have the same shape (no padding) too."""
+    n, a profile with nothing left to rank, the same user twice, tied parts; and a batch
+    whose jobs all have the same shape (no padding) too."""
     monkeypatch.setattr(engine, "host", host)
     states = [engine.user(u) for u in range(4)] + [engine.profile([3, 5, 8, 13]),
                                                    engine.profile(range(engine.n_items))]
     jobs = [Job(s, knobs, n) for s in states[:-1] for knobs, n in zip(
         knob_sets(s, engine.sae.h), [20, 10, 20, 1, 20, 100], strict=True)]
-    jobs += [Job(states[-1], [Knob((0,), 0.5)], 20), Job(states[0], [Knob((7,), 0.9)], 20)]
+    jobs += [Job(states[-1], [Knob((0,), 0.5)], 20), Job(states[0], [Knob((7,), 0.9)], 20),
+             # two knobs on one neuron tie in every item's why; a partner with eight
+             # knobs pads the batch's parts well past the tied job's
+             Job(states[1], [Knob((10,), 0.3), Knob((10,), 0.3)], 20),
+             Job(states[2], [Knob((n,), 0.05) for n in range(20, 28)], 20)]
     alone = [engine.recommend(*job) for job in jobs]
     batched = engine.recommend_many(jobs[::-1])[::-1]
     assert len(batched) == len(jobs)
@@ -130,6 +134,9 @@ def test_a_batch_answers_each_job_as_it_would_alone(engine: Engine, host: bool,
             [b.why.reasons(r) for r in range(len(b.items))]
     assert sum(len(r.items) for r in batched) > 500
     assert sum(len(r.why.reasons(i)) for r in batched for i in range(len(r.items))) > 500
+    tied = batched[-2].why.reasons(0)
+    assert tied[0][1] == tied[1][1] and {p.ref for p, _ in tied[:2]} == {0, 1}
+    assert not batched[0].items.flags.writeable          # views of the batch's arrays
     same = [Job(s, [Knob((9,), 0.3), Knob((11, 12), -0.4)], 20) for s in states[:-1]]
     assert len({len(s.scores.active) for s in states[:-1]}) == 1     # no padding needed
     for a, b in zip([engine.recommend(*job) for job in same], engine.recommend_many(same),
@@ -158,7 +165,7 @@ def test_the_unsteered_list_is_kept_once_per_user_whatever_n(engine: Engine) -> 
         scores = state.unsteered.clone()
         scores[list(state.inputs)] = float("-inf")
         want = torch.topk(scores, n).values
-        torch.testing.assert_close(state.unsteered[ranked.unsteered], want)
+        torch.testing.assert_close(state.unsteered[ranked.unsteered.copy()], want)
         assert list(ranked.unsteered[:min(n, 10)]) == list(ten[:min(n, 10)])
         for r, (i, before) in enumerate(zip(ranked.items, ranked.rank_before, strict=True)):
             assert before == (list(ranked.unsteered).index(i) if i in ranked.unsteered

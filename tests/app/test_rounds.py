@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.engine import Job
 from app.main import create_app
 from app.settings import Settings
 
@@ -96,3 +97,39 @@ def test_a_failing_batch_is_answered_job_by_job(settings: Settings,
     for a, t in zip(alone, together, strict=True):            # ...then each job alone
         assert a.status_code == t.status_code == 200
         assert t.content == a.content
+
+
+def test_a_job_that_fails_alone_fails_only_its_own_request(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch fails, then one job fails alone too: its request gets the guard's 500,
+    every other request of the round its own answer."""
+    app = create_app(settings)
+
+    async def run() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        async with app.router.lifespan_context(app):
+            engine = app.state.engine
+            many = engine.recommend_many                      # the real one
+
+            def batch(jobs: list[Any]) -> list[Any]:
+                raise RuntimeError("a batch gone wrong")
+
+            def one(*job: Any) -> Any:
+                if job[0] is engine.user(engine.user_rows[3]):
+                    raise RuntimeError("this job alone")
+                return many([Job(*job)])[0]
+
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport,
+                                         base_url="http://testserver") as c:
+                alone = [await post(c, b) for b in BODIES]
+                monkeypatch.setattr(engine, "recommend_many", batch)
+                monkeypatch.setattr(engine, "recommend", one)
+                together = await asyncio.gather(*(post(c, b) for b in BODIES))
+                return alone, list(together)
+
+    alone, together = asyncio.run(run())
+    for body, a, t in zip(BODIES, alone, together, strict=True):
+        if body.get("user") == 3:
+            assert t.status_code == 500 and "internal error" in t.text
+        else:
+            assert t.status_code == 200 and t.content == a.content
