@@ -111,7 +111,6 @@ class UserState:
         if got is None:
             ids = sorted(self.scores.active)
             got = self._cache["own"] = OwnNeurons(
-                torch.tensor(ids, dtype=torch.long, device=self.scores.code.device),
                 np.array(ids, dtype=np.int64),
                 np.array([self.scores.active[n] for n in ids], dtype=np.float32),
                 {n: j for j, n in enumerate(ids)}, [Part("neuron", n) for n in ids])
@@ -128,11 +127,9 @@ class Part(NamedTuple):
 
 @dataclass(frozen=True)
 class OwnNeurons:
-    """A user's active neurons, sorted: ids [k] long on the device, ids_np the same in
-    numpy, values [k] their code values, index: neuron -> position, parts: each as a
-    Part of the "why"."""
+    """A user's active neurons, sorted: ids_np [k], values [k] their code values, index:
+    neuron -> position, parts: each as a Part of the "why"."""
 
-    ids: torch.Tensor
     ids_np: np.ndarray
     values: np.ndarray
     index: dict[int, int]
@@ -262,10 +259,10 @@ class Engine:
         """External item id -> index."""
         row_bytes = 4 * self.n_items
         self.row_table: torch.Tensor | None = None
-        self._table: np.ndarray | None = None
-        """The same on the host, as numpy (a view), when `host`."""
         """R = W_dec A^T, [h, items], when all h rows fit `row_cache_bytes` (else None:
         rows are computed per neuron and kept in an LRU cache)."""
+        self._table: np.ndarray | None = None
+        """The same on the host, as numpy (a view), when `host`."""
         if self.sae.h * row_bytes <= row_cache_bytes:
             self.row_table = latent_rows(self.elsa, self.sae,   # frozen: no graph
                                          torch.arange(self.sae.h, device=device))
@@ -378,34 +375,27 @@ class Engine:
         ns = [max(0, min(j.n, self.n_items - len(j.state.inputs))) for j in jobs]
         tops = [self._unsteered_top(j.state, n) for j, n in zip(jobs, ns, strict=True)]
         knob_rows = [[self.knob_row(k.neurons) for k in j.knobs] for j in jobs]
-        items: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
+        # no knobs: the unsteered list itself; the steered jobs' lists replace theirs below
+        items = [ids_all[:n] for n, (_, ids_all, _) in zip(ns, tops, strict=True)]
+        scores = [j.state.unsteered.index_select(0, top_all[:n]).cpu().numpy()
+                  if not j.knobs else np.zeros(0, np.float32)
+                  for j, n, (top_all, _, _) in zip(jobs, ns, tops, strict=True)]
         steered = [b for b, j in enumerate(jobs) if j.knobs]
-        ranked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if steered:
             buf = torch.empty(len(steered), self.n_items, device=self.device)
             for r, b in enumerate(steered):
                 steered_scores(jobs[b].state.scores, jobs[b].knobs, knob_rows[b], self.row,
                                out=buf[r])
-            taken = [jobs[b].state.inputs + r * self.n_items if r else jobs[b].state.inputs
-                     for r, b in enumerate(steered)]
-            buf.view(-1).index_fill_(0, self._on_device(
-                np.concatenate(taken) if len(taken) > 1 else taken[0]),
-                float("-inf"))                                 # each job's inputs
+            taken = np.concatenate([jobs[b].state.inputs + r * self.n_items
+                                    for r, b in enumerate(steered)])
+            buf.view(-1).index_fill_(0, self._on_device(taken), float("-inf"))  # inputs
             for n in dict.fromkeys(ns[b] for b in steered):
                 rows = [r for r, b in enumerate(steered) if ns[b] == n]
                 best = (buf if len(rows) == len(steered) else buf[rows]).topk(n, dim=1)
                 got_items, got_scores = best.indices.cpu().numpy(), best.values.cpu().numpy()
                 _frozen(got_items, got_scores)
                 for at, r in enumerate(rows):
-                    ranked[steered[r]] = got_items[at], got_scores[at]
-        for b, (job, n, (top_all, ids_all, _)) in enumerate(zip(jobs, ns, tops, strict=True)):
-            if b in ranked:
-                items.append(ranked[b][0])
-                scores.append(ranked[b][1])
-            else:                                  # no knobs: the unsteered list itself
-                items.append(ids_all[:n])
-                scores.append(job.state.unsteered.index_select(0, top_all[:n]).cpu().numpy())
+                    items[steered[r]], scores[steered[r]] = got_items[at], got_scores[at]
         whys = self._why_many(jobs, knob_rows, items)
         out = []
         for job_items, job_scores, n, (_, ids_all, rank_all), why in zip(
@@ -526,10 +516,10 @@ class Engine:
         rest padding). Gathered from R when it is held, in one take; else
         A[cols] W_dec[ids]^T per job (no rows kept per user). A numpy array on the
         host (`host`), else a tensor on the device."""
-        at = ids[:, None, :] * self.n_items + cols[:, :, None]
-        if self.host and self._table is not None:
-            return np.take(self._table, at)
         if self.row_table is not None:
+            at = ids[:, None, :] * self.n_items + cols[:, :, None]
+            if self.host and self._table is not None:
+                return np.take(self._table, at)
             return torch.take(self.row_table, self._on_device(at))
         out = torch.zeros(*cols.shape, ids.shape[1], device=self.device)
         for r, (k, m) in enumerate(zip(ks, ms, strict=True)):

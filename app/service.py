@@ -219,10 +219,10 @@ def ranked_json(engine: Engine, ranked: Ranked, knobs: Sequence[KnobOut]) -> byt
     numbers = _json([*ranked.scores.tolist(), *why.values[named].tolist()]
                     ).decode()[1:-1].split(",")
     neuron_heads = _neuron_heads(engine)
-    heads = [neuron_heads[p.ref] if p.kind == "neuron" else _head(_part_dict(engine, p, knobs))
-             for p in why.parts]
-    reasons = [f"{heads[j]}{v}}}" for j, v in zip(why.order[named].tolist(), numbers[n:],
-                                                  strict=True)]
+    order = why.order[named].tolist()
+    heads = {j: neuron_heads[p.ref] if (p := why.parts[j]).kind == "neuron"
+             else _head(_part_dict(engine, p, knobs)) for j in set(order)}   # named ones
+    reasons = [f"{heads[j]}{v}}}" for j, v in zip(order, numbers[n:], strict=True)]
     ends = np.cumsum(named.sum(axis=1)).tolist()
     out = [f'{items[i]},"score":{numbers[r]},"rank":{r},"rank_before":'
            f'{"null" if before < 0 else before},"why":[{",".join(reasons[a:b])}]}}'
