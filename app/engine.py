@@ -459,7 +459,7 @@ class Engine:
         n_own, n_knobs, n_items = max(ks), max(qs), max(ms)
         width = n_own + n_knobs
         # each job's parts at [0, k + q) of the last axis, its own neurons then its knobs,
-        # as alone; what lies past them (padding, other jobs' widths) is never read
+        # as alone; what lies past them (zeros, padding) is never read
         cols = np.zeros((len(live), n_items), dtype=np.int64)
         ids = np.zeros((len(live), n_own), dtype=np.int64)
         w = np.zeros((len(live), width), dtype=np.float32)
@@ -468,14 +468,14 @@ class Engine:
             w[r, :len(job_w)] = job_w
         own_at = self._own_at(ids, cols, ks, ms)
         if self.host:
-            picked = np.empty((len(live), n_items, width), dtype=np.float32)
+            picked = np.zeros((len(live), n_items, width), dtype=np.float32)
             picked[:, :, :n_own] = own_at
             for r, (_, _, _, pushed) in enumerate(live):
                 for j, row in enumerate(pushed):
                     picked[r, :, ks[r] + j] = row.numpy().take(cols[r])
             contrib = torch.from_numpy(picked * w[:, None, :])
         else:
-            contrib = torch.empty(len(live), n_items, width, device=self.device)
+            contrib = torch.zeros(len(live), n_items, width, device=self.device)
             contrib[:, :, :n_own] = own_at
             if n_knobs:                     # the knobs' rows, stacked once, at the items
                 distinct = {id(row): row for _, _, _, pushed in live for row in pushed}

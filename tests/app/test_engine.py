@@ -15,6 +15,8 @@ from app.engine import Engine, Job, Part, UserState
 from models.bundle import load_bundle
 from models.steering import Knob, knob_row, latent_rows, steer
 
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")   # no NaN or inf arithmetic
+
 
 def lazy_engine(bundle_dir: Path) -> Engine:
     """An engine whose row budget holds 8 rows: no R table, rows computed per neuron."""
