@@ -39,13 +39,18 @@ from models.steer_eval import (
 )
 from models.train import resolve_device
 
-SHAPES: dict[str, dict[str, int]] = {
+SHAPES: dict[str, dict[str, Any]] = {
     "k32": {"k": 32},
     "k48": {"k": 48},
     "k64": {"k": 64},
     "h2048": {"h": 2048},
     "h2048-k48": {"h": 2048, "k": 48},
     "h8192": {"h": 8192},
+    "init-items": {"init_dec": "items"},
+    "init-vectors": {"init_dec": "vectors"},
+    "one": {"restarts": 1},
+    "one-init-items": {"restarts": 1, "init_dec": "items"},
+    "one-init-vectors": {"restarts": 1, "init_dec": "vectors"},
 }
 """Changes to the shipped defaults' SAE (the rest of its config stays)."""
 STEER = (KNOBS_METHOD,)
@@ -54,8 +59,10 @@ STEER = (KNOBS_METHOD,)
 def variant(base: SAEConfig, name: str) -> SAEConfig:
     shape = SHAPES[name]
     k = shape.get("k", base.k)
+    other = {key: value for key, value in shape.items() if key not in ("h", "k")}
     return dataclasses.replace(base, h=shape.get("h", base.h), k=k,
-                               refine_candidates=2 * k if base.refine_candidates else 0)
+                               refine_candidates=2 * k if base.refine_candidates else 0,
+                               **other)
 
 
 def _mean(values: list[float]) -> float:

@@ -82,6 +82,12 @@ class SAEConfig:
     """Draw fresh sub-samples every epoch (a stream, not a fixed set)."""
     init_b_dec: bool = False
     """Start b_dec at the mean standardised training vector instead of zero."""
+    init_dec: Literal["random", "items", "vectors"] = "random"
+    """Knobs: how the decoder rows start (the encoder starts as their transpose).
+    "random": Kaiming-uniform directions. "items": each row the standardised one-hot
+    embedding of a distinct random item, minus b_dec (needs item_onehots; random rows
+    past the catalogue). "vectors": each row a random training vector, standardised,
+    minus b_dec."""
     refine_steps: int = 0
     """Knobs (TopK only): at inference, refit the values of the k chosen latents by
     non-negative least squares with this many steps of `refine_solver` (0: the paper's
@@ -177,8 +183,8 @@ def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
         sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=256, max_epochs=20, patience=4,
                       min_delta=1e-3,
                       subsamples_per_user=32, mix=0.5, resample=True, item_onehots=True,
-                      init_b_dec=True, refine_steps=50, refine_candidates=64,
-                      refine_metric="top-items", restarts=2),
+                      init_b_dec=True, init_dec="items", refine_steps=50,
+                      refine_candidates=64, refine_metric="top-items", restarts=2),
         multvae=MultVAEConfig(d=256, batch_size=128, max_epochs=100, patience=15,
                               beta_step=1e-4, beta_cap=0.2),
         seed=seed,

@@ -108,6 +108,17 @@ class SparseAutoencoder(nn.Module):
         self.b_dec.copy_(standardize(u).u_std.mean(dim=0))
 
     @torch.no_grad()
+    def init_directions_(self, rows: torch.Tensor, u: torch.Tensor) -> None:
+        """Start decoder row `rows[i]` at the direction of training vector u[i], standardised
+        and less b_dec (set b_dec first), and the encoder as the decoder's transpose: each
+        such latent starts as the similarity to one vector."""
+        if u.shape[0] != len(rows) or u.shape[1] != self.d:
+            raise ValueError(f"need {len(rows)} vectors of width {self.d}, got {tuple(u.shape)}")
+        self.W_dec[rows] = standardize(u).u_std - self.b_dec
+        self.normalize_()
+        self.W_enc.copy_(self.W_dec.T)
+
+    @torch.no_grad()
     def normalize_(self) -> None:
         """Unit-norm decoder rows (§4), as ELSA's rows."""
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))

@@ -538,6 +538,30 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
     return best[1], best[2]
 
 
+def _init_directions(sae: SparseAutoencoder, cfg: SAEConfig, source: SAEVectorSource,
+                     vectors: torch.Tensor, generator: torch.Generator) -> None:
+    """Start the decoder rows as `cfg.init_dec` asks (SAEConfig.init_dec)."""
+    if cfg.init_dec == "random":
+        return
+    if cfg.init_dec == "items":
+        if source.onehots is None:
+            raise ValueError("init_dec 'items' needs item_onehots")
+        pool = source.onehots
+    elif cfg.init_dec == "vectors":
+        pool = vectors
+    else:
+        raise ValueError(
+            f"init_dec must be 'random', 'items' or 'vectors', got {cfg.init_dec!r}")
+    n = min(sae.h, pool.shape[0])
+
+    def draw(size: int) -> torch.Tensor:       # n of range(size), on the generator's device
+        perm = torch.randperm(size, generator=generator, device=generator.device)
+        return perm[:n].to(pool.device)
+
+    picked = draw(pool.shape[0])
+    sae.init_directions_(draw(sae.h), pool[picked])
+
+
 def _train_one_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut,
                    cfg: SAEConfig, device: torch.device, generator: torch.Generator,
                    reference: sp.csr_matrix, metric: torch.Tensor | None, progress: bool
@@ -550,6 +574,7 @@ def _train_one_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut,
     sae = make_sae(vectors.shape[1], cfg, generator).to(device)
     if cfg.init_b_dec:
         sae.init_decoder_bias_(vectors)
+    _init_directions(sae, cfg, source, vectors, generator)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=True)
     recon_loss = cosine_loss if cfg.loss == "cosine" else l2_loss
     log.info("SAE: %d training vectors of width %d", vectors.shape[0], vectors.shape[1])

@@ -77,6 +77,28 @@ def test_decoder_rows_are_unit_norm(generator: torch.Generator) -> None:
     torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(48))
 
 
+def test_init_directions_start_latents_at_vectors(generator: torch.Generator) -> None:
+    """Each chosen latent's decoder row starts at its vector's direction (standardised,
+    less b_dec) and its encoder column as that row; the other rows stay as they were."""
+    sae = TopKSAE(16, 48, 4, generator)
+    u = generic(generator, batch=5)
+    sae.init_decoder_bias_(generic(generator, batch=30))
+    before = sae.W_dec.detach().clone()
+    rows = torch.tensor([40, 3, 17, 0, 22])
+    sae.init_directions_(rows, u)
+    want = standardize(u).u_std - sae.b_dec.detach()
+    torch.testing.assert_close(sae.W_dec[rows], want / want.norm(dim=1, keepdim=True))
+    others = torch.ones(48, dtype=torch.bool)
+    others[rows] = False
+    torch.testing.assert_close(sae.W_dec[others], before[others])
+    torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
+    # each such latent is then most active, among the vectors, for its own one
+    pre = sae.pre_activation(standardize(u).u_std)[:, rows]
+    assert torch.equal(pre.argmax(dim=0), torch.arange(5))
+    with pytest.raises(ValueError, match="need 5 vectors of width 16"):
+        sae.init_directions_(rows, u[:4])
+
+
 def test_project_grad_makes_decoder_gradient_tangent(generator: torch.Generator) -> None:
     sae = TopKSAE(16, 48, 4, generator)
     out = sae(generic(generator))

@@ -19,11 +19,13 @@ from models.elsa import ELSA
 from models.metrics import top_n
 from models.multvae import MultVAE
 from models.recommender import Recommender
-from models.sae import SparseAutoencoder, TopKSAE
+from models.sae import SparseAutoencoder, TopKSAE, standardize
 from models.train import (
     EarlyStopping,
     History,
+    SAEVectorSource,
     _fit,
+    _init_directions,
     elsa_teacher,
     embed_rows,
     evaluate_heldout,
@@ -397,6 +399,73 @@ def test_sae_training_vectors_count(split: Split,
     assert v.shape == (n_train + 3 * n_train + n_items, elsa.d)
     # the one-hot embeddings are the rows of A (method.md §4 Knobs augmentation)
     torch.testing.assert_close(v[-n_items:], elsa.A.detach())
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def _started(elsa: ELSA, train: sp.csr_matrix, cfg: SAEConfig
+             ) -> tuple[SparseAutoencoder, SAEVectorSource, torch.Tensor]:
+    """An SAE as `_train_one_sae` starts it (b_dec, then the decoder's directions), its
+    vector source and first draw."""
+    gen = torch.Generator().manual_seed(0)
+    source = SAEVectorSource(elsa, train, cfg, CPU)
+    vectors = source.draw(gen)
+    sae = make_sae(elsa.d, cfg, gen)
+    sae.init_decoder_bias_(vectors)
+    _init_directions(sae, cfg, source, vectors, gen)
+    return sae, source, vectors
+
+
+@pytest.mark.parametrize("h", [48, 400])          # fewer latents than items, and more
+def test_sae_decoder_starts_at_distinct_items(
+        h: int, split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
+    """init_dec 'items': each decoder row starts at a different item's one-hot embedding
+    (standardised, less b_dec); past the catalogue the rows stay random."""
+    elsa = trained_elsa[0]
+    cfg = SAEConfig(h=h, k=4, item_onehots=True, init_b_dec=True, init_dec="items")
+    sae, source, vectors = _started(elsa, split.train, cfg)
+    assert source.onehots is not None
+    items = _unit(standardize(source.onehots).u_std - sae.b_dec.detach())
+    best = (sae.W_dec.detach() @ items.T).max(dim=1)
+    seeded = best.values > 1 - 1e-5
+    n_items = split.train.shape[1]
+    assert int(seeded.sum()) == min(h, n_items)
+    assert len(set(best.indices[seeded].tolist())) == min(h, n_items)    # distinct items
+    torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(h))
+    with pytest.raises(ValueError, match="init_dec 'items' needs item_onehots"):
+        plain = SAEConfig(h=h, k=4, init_dec="items")
+        _init_directions(sae, plain, SAEVectorSource(elsa, split.train, plain, CPU),
+                         vectors, torch.Generator())
+
+
+def test_sae_decoder_starts_at_training_vectors(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
+    """init_dec 'vectors': each decoder row starts at a different training vector."""
+    elsa = trained_elsa[0]
+    cfg = SAEConfig(h=48, k=4, subsamples_per_user=2, init_b_dec=True, init_dec="vectors")
+    sae, source, vectors = _started(elsa, split.train, cfg)
+    pool = _unit(standardize(vectors).u_std - sae.b_dec.detach())
+    best = (sae.W_dec.detach() @ pool.T).max(dim=1)
+    assert bool((best.values > 1 - 1e-5).all())
+    assert len(set(best.indices.tolist())) == 48
+    with pytest.raises(ValueError, match="init_dec must be"):
+        _init_directions(sae, dataclasses.replace(cfg, init_dec="kmeans"),  # type: ignore[arg-type]
+                         source, vectors, torch.Generator())
+
+
+def test_sae_trained_from_items_differs_and_is_deterministic(
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
+    elsa = trained_elsa[0]
+    cfg = dataclasses.replace(SAE_CFG, item_onehots=True, init_b_dec=True, max_epochs=2)
+    runs = [train_sae(elsa, split.train, split.val, c, CPU,
+                      torch.Generator().manual_seed(7), progress=False)[0]
+            for c in (cfg, dataclasses.replace(cfg, init_dec="items"),
+                      dataclasses.replace(cfg, init_dec="items"))]
+    assert not torch.equal(runs[0].W_dec, runs[1].W_dec)
+    assert torch.equal(runs[1].W_dec, runs[2].W_dec)
 
 
 def test_elsa_embeddings_by_sparse_chunks_equal_the_dense_product(
