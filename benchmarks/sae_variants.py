@@ -46,13 +46,16 @@ SHAPES: dict[str, dict[str, Any]] = {
     "h2048": {"h": 2048},
     "h2048-k48": {"h": 2048, "k": 48},
     "h8192": {"h": 8192},
+    "random": {"init_dec": "random"},
     "init-items": {"init_dec": "items"},
     "init-vectors": {"init_dec": "vectors"},
-    "one": {"restarts": 1},
+    "one-random": {"restarts": 1, "init_dec": "random"},
     "one-init-items": {"restarts": 1, "init_dec": "items"},
     "one-init-vectors": {"restarts": 1, "init_dec": "vectors"},
 }
-"""Changes to the shipped defaults' SAE (the rest of its config stays)."""
+"""Changes to the shipped defaults' SAE (the rest of its config stays). "random" is the
+decoder's start shipped until session 15; "one-*" train one SAE instead of the better of
+two (README "Choices for small data")."""
 STEER = (KNOBS_METHOD,)
 
 

@@ -453,7 +453,9 @@ def untrained_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, cfg: SAEConfig
                   device: torch.device, generator: torch.Generator) -> SparseAutoencoder:
     """The control the concept reports compare with: an SAE of `cfg`'s shape, never
     trained, with b_dec at the mean standardised embedding of the training users (where
-    `cfg.init_b_dec`) and the refit metric `train_sae` would give it; in eval mode."""
+    `cfg.init_b_dec`) and the refit metric `train_sae` would give it; in eval mode. Its
+    decoder starts random whatever `cfg.init_dec` says: the control is the SAE's shape
+    without anything learnt from the data."""
     sae = make_sae(backbone.d, cfg, generator).to(device)
     if cfg.init_b_dec:
         sae.init_decoder_bias_(embed_rows(backbone, train, device))
