@@ -29,7 +29,7 @@ from models.evaluate import machine_info
 
 def variants(base: SAEConfig) -> dict[str, SAEConfig]:
     plain = dataclasses.replace(base, subsamples_per_user=0, item_onehots=False, mix=0.0,
-                                resample=False)
+                                resample=False, init_dec="random")
     subs = dataclasses.replace(plain, subsamples_per_user=base.subsamples_per_user or 32)
     mixed = dataclasses.replace(subs, mix=base.mix or 0.5)
     fresh = dataclasses.replace(mixed, resample=True)
@@ -38,7 +38,8 @@ def variants(base: SAEConfig) -> dict[str, SAEConfig]:
         "+ sub-sampled histories": subs,
         "+ mixed with other users": mixed,
         "+ fresh each epoch": fresh,
-        "+ item one-hots": dataclasses.replace(fresh, item_onehots=True),
+        "+ item one-hots": (onehots := dataclasses.replace(fresh, item_onehots=True)),
+        "+ decoder started at items": dataclasses.replace(onehots, init_dec="items"),
     }
     return {f"{name} (shipped default)" if cfg == base else name: cfg
             for name, cfg in rows.items()}

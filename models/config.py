@@ -115,6 +115,14 @@ class SAEConfig:
     model, as served (eval mode, refit metric set), best keeps the backbone's own top 20
     for the validation users (models.train `fidelity`). 1: one SAE, as the paper."""
 
+    def __post_init__(self) -> None:
+        if self.init_dec not in ("random", "items", "vectors"):
+            raise ValueError(f"init_dec must be 'random', 'items' or 'vectors', got "
+                             f"{self.init_dec!r}")
+        if self.init_dec == "items" and not self.item_onehots:
+            raise ValueError("init_dec 'items' starts the decoder at the item one-hots' "
+                             "embeddings: it needs item_onehots=True")
+
 
 @dataclass(frozen=True)
 class MultVAEConfig:

@@ -109,9 +109,10 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def init_directions_(self, rows: torch.Tensor, u: torch.Tensor) -> None:
-        """Start decoder row `rows[i]` at the direction of training vector u[i], standardised
-        and less b_dec (set b_dec first), and the encoder as the decoder's transpose: each
-        such latent starts as the similarity to one vector."""
+        """Initialisation only: start decoder row `rows[i]` at the direction of training
+        vector u[i], standardised and less b_dec (set b_dec first), and reset the whole
+        encoder to the decoder's transpose: each such latent starts as the similarity to
+        one vector."""
         if u.shape[0] != len(rows) or u.shape[1] != self.d:
             raise ValueError(f"need {len(rows)} vectors of width {self.d}, got {tuple(u.shape)}")
         self.W_dec[rows] = standardize(u).u_std - self.b_dec

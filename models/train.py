@@ -546,7 +546,7 @@ def _init_directions(sae: SparseAutoencoder, cfg: SAEConfig, source: SAEVectorSo
     if cfg.init_dec == "random":
         return
     if cfg.init_dec == "items":
-        if source.onehots is None:
+        if source.onehots is None:            # SAEConfig already refuses this
             raise ValueError("init_dec 'items' needs item_onehots")
         pool = source.onehots
     elif cfg.init_dec == "vectors":

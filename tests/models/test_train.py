@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+import models.train
 from models.baselines import EASE, Popularity
 from models.config import ELSAConfig, MultVAEConfig, SAEConfig, TrainConfig
 from models.data.interactions import HeldOut, Interactions, Split, holdout_split
@@ -405,60 +406,68 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True)
 
 
-def _started(elsa: ELSA, train: sp.csr_matrix, cfg: SAEConfig
-             ) -> tuple[SparseAutoencoder, SAEVectorSource, torch.Tensor]:
-    """An SAE as `_train_one_sae` starts it (b_dec, then the decoder's directions), its
-    vector source and first draw."""
-    gen = torch.Generator().manual_seed(0)
-    source = SAEVectorSource(elsa, train, cfg, CPU)
-    vectors = source.draw(gen)
-    sae = make_sae(elsa.d, cfg, gen)
-    sae.init_decoder_bias_(vectors)
-    _init_directions(sae, cfg, source, vectors, gen)
-    return sae, source, vectors
-
-
 @pytest.mark.parametrize("h", [48, 400])          # fewer latents than items, and more
 def test_sae_decoder_starts_at_distinct_items(
-        h: int, split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
-    """init_dec 'items': each decoder row starts at a different item's one-hot embedding
-    (standardised, less b_dec); past the catalogue the rows stay random."""
+        h: int, split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+        torch_device: torch.device, monkeypatch: pytest.MonkeyPatch) -> None:
+    """init_dec 'items': as train_sae starts it (no epoch run), each decoder row is a
+    different item's one-hot embedding, standardised, less the b_dec it starts with;
+    past the catalogue the rows stay random."""
     elsa = trained_elsa[0]
-    cfg = SAEConfig(h=h, k=4, item_onehots=True, init_b_dec=True, init_dec="items")
-    sae, source, vectors = _started(elsa, split.train, cfg)
+    cfg = dataclasses.replace(SAE_CFG, h=h, item_onehots=True, init_b_dec=True,
+                              init_dec="items")
+    monkeypatch.setattr(models.train, "_fit", lambda *args, **kwargs: [])
+    sae, _ = train_sae(elsa, split.train, split.val, cfg, torch_device,
+                       torch.Generator().manual_seed(0), progress=False)
+    source = SAEVectorSource(elsa, split.train, cfg, torch_device)
     assert source.onehots is not None
-    items = _unit(standardize(source.onehots).u_std - sae.b_dec.detach())
+    b_dec = standardize(source.draw(torch.Generator().manual_seed(0))).u_std.mean(dim=0)
+    torch.testing.assert_close(sae.b_dec.detach(), b_dec)          # b_dec, then the rows
+    items = _unit(standardize(source.onehots).u_std - b_dec)
     best = (sae.W_dec.detach() @ items.T).max(dim=1)
     seeded = best.values > 1 - 1e-5
     n_items = split.train.shape[1]
     assert int(seeded.sum()) == min(h, n_items)
     assert len(set(best.indices[seeded].tolist())) == min(h, n_items)    # distinct items
     torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
-    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(h))
-    with pytest.raises(ValueError, match="init_dec 'items' needs item_onehots"):
-        plain = SAEConfig(h=h, k=4, init_dec="items")
-        _init_directions(sae, plain, SAEVectorSource(elsa, split.train, plain, CPU),
-                         vectors, torch.Generator())
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(h, device=torch_device))
 
 
 def test_sae_decoder_starts_at_training_vectors(
-        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
-    """init_dec 'vectors': each decoder row starts at a different training vector."""
+        split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]],
+        torch_device: torch.device) -> None:
+    """init_dec 'vectors': each decoder row starts at a different training vector (the
+    draw replayed: the pool holds equal vectors, so rows are matched by index)."""
     elsa = trained_elsa[0]
     cfg = SAEConfig(h=48, k=4, subsamples_per_user=2, init_b_dec=True, init_dec="vectors")
-    sae, source, vectors = _started(elsa, split.train, cfg)
-    pool = _unit(standardize(vectors).u_std - sae.b_dec.detach())
-    best = (sae.W_dec.detach() @ pool.T).max(dim=1)
-    assert bool((best.values > 1 - 1e-5).all())
-    assert len(set(best.indices.tolist())) == 48
-    with pytest.raises(ValueError, match="init_dec must be"):
-        _init_directions(sae, dataclasses.replace(cfg, init_dec="kmeans"),  # type: ignore[arg-type]
-                         source, vectors, torch.Generator())
+    gen = torch.Generator().manual_seed(0)
+    source = SAEVectorSource(elsa, split.train, cfg, torch_device)
+    vectors = source.draw(gen)
+    sae = make_sae(elsa.d, cfg, gen).to(torch_device)
+    sae.init_decoder_bias_(vectors)
+    replay = torch.Generator().set_state(gen.get_state())
+    _init_directions(sae, cfg, source, vectors, gen)
+    picked = torch.randperm(len(vectors), generator=replay)[:48]
+    rows = torch.randperm(48, generator=replay)
+    torch.testing.assert_close(
+        sae.W_dec.detach()[rows.to(torch_device)],
+        _unit(standardize(vectors[picked.to(torch_device)]).u_std - sae.b_dec.detach()))
+    torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
+
+
+def test_sae_decoder_start_is_checked() -> None:
+    with pytest.raises(ValueError, match="init_dec must be 'random', 'items' or 'vectors'"):
+        SAEConfig(init_dec="kmeans")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs item_onehots=True"):
+        SAEConfig(init_dec="items")
+    with pytest.raises(ValueError, match="needs item_onehots=True"):
+        TrainConfig.from_dict({"sae": {"init_dec": "items"}})
+    assert TrainConfig.from_dict({"sae": {}}).sae.init_dec == "random"   # older bundles
 
 
 def test_sae_trained_from_items_differs_and_is_deterministic(
         split: Split, trained_elsa: tuple[ELSA, list[dict[str, float]]]) -> None:
-    elsa = trained_elsa[0]
+    elsa = copy.deepcopy(trained_elsa[0]).cpu()           # bit for bit: the CPU
     cfg = dataclasses.replace(SAE_CFG, item_onehots=True, init_b_dec=True, max_epochs=2)
     runs = [train_sae(elsa, split.train, split.val, c, CPU,
                       torch.Generator().manual_seed(7), progress=False)[0]
