@@ -13,6 +13,8 @@ from typing import Any, Literal, get_args
 RefineSolver = Literal["projected-gradient", "accelerated"]
 """How a TopK SAE's refit solves its least squares (SAEConfig.refine_solver)."""
 REFINE_SOLVERS: tuple[str, ...] = get_args(RefineSolver)
+DecoderStart = Literal["random", "items", "vectors"]
+DECODER_STARTS: tuple[str, ...] = get_args(DecoderStart)
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class SAEConfig:
     """Draw fresh sub-samples every epoch (a stream, not a fixed set)."""
     init_b_dec: bool = False
     """Start b_dec at the mean standardised training vector instead of zero."""
-    init_dec: Literal["random", "items", "vectors"] = "random"
+    init_dec: DecoderStart = "random"
     """Knobs: how the decoder rows start (the encoder starts as their transpose).
     "random": Kaiming-uniform directions. "items": each row the standardised one-hot
     embedding of a distinct random item, minus b_dec (needs item_onehots; random rows
@@ -116,9 +118,9 @@ class SAEConfig:
     for the validation users (models.train `fidelity`). 1: one SAE, as the paper."""
 
     def __post_init__(self) -> None:
-        if self.init_dec not in ("random", "items", "vectors"):
-            raise ValueError(f"init_dec must be 'random', 'items' or 'vectors', got "
-                             f"{self.init_dec!r}")
+        if self.init_dec not in DECODER_STARTS:
+            raise ValueError(f"init_dec must be one of {', '.join(map(repr, DECODER_STARTS))}"
+                             f", got {self.init_dec!r}")
         if self.init_dec == "items" and not self.item_onehots:
             raise ValueError("init_dec 'items' starts the decoder at the item one-hots' "
                              "embeddings: it needs item_onehots=True")

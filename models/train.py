@@ -542,18 +542,12 @@ def train_sae(backbone: ELSA | MultVAE, train: sp.csr_matrix, val: HeldOut, cfg:
 
 def _init_directions(sae: SparseAutoencoder, cfg: SAEConfig, source: SAEVectorSource,
                      vectors: torch.Tensor, generator: torch.Generator) -> None:
-    """Start the decoder rows as `cfg.init_dec` asks (SAEConfig.init_dec)."""
+    """Start the decoder rows as `cfg.init_dec` asks (SAEConfig.init_dec, which SAEConfig
+    checks: "items" comes with item one-hots)."""
     if cfg.init_dec == "random":
         return
-    if cfg.init_dec == "items":
-        if source.onehots is None:            # SAEConfig already refuses this
-            raise ValueError("init_dec 'items' needs item_onehots")
-        pool = source.onehots
-    elif cfg.init_dec == "vectors":
-        pool = vectors
-    else:
-        raise ValueError(
-            f"init_dec must be 'random', 'items' or 'vectors', got {cfg.init_dec!r}")
+    pool = source.onehots if cfg.init_dec == "items" else vectors
+    assert pool is not None
     n = min(sae.h, pool.shape[0])
 
     def draw(size: int) -> torch.Tensor:       # n of range(size), on the generator's device

@@ -456,7 +456,8 @@ def test_sae_decoder_starts_at_training_vectors(
 
 
 def test_sae_decoder_start_is_checked() -> None:
-    with pytest.raises(ValueError, match="init_dec must be 'random', 'items' or 'vectors'"):
+    with pytest.raises(ValueError, match="init_dec must be one of 'random', 'items', "
+                                         "'vectors', got 'kmeans'"):
         SAEConfig(init_dec="kmeans")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs item_onehots=True"):
         SAEConfig(init_dec="items")
