@@ -99,6 +99,7 @@ bench: install bundle
 	$(BIN)/python -m benchmarks.elsa_variants --dataset $(DATASET)
 	$(BIN)/python -m benchmarks.steering_latency --bundle $(BUNDLE)
 	$(BIN)/python -m benchmarks.label_sensitivity --bundle $(BUNDLE)
+	$(BIN)/python -m benchmarks.label_floor --bundle $(BUNDLE)
 	$(BIN)/python -m benchmarks.sae_variants --dataset $(DATASET) --variants k32,k48 --ranking-only
 	$(BIN)/python -m benchmarks.refit_metric --dataset $(DATASET)
 

@@ -1,0 +1,149 @@
+"""What the label metric gives sets of items that no SAE chose, beside the bundle's neurons.
+Writes reports/label_floor.{json,md}.
+
+    .venv/bin/python -m benchmarks.label_floor [--bundle bundles/ml-latest-small]
+
+Issue 3 asks that >= 80% of live neurons carry a label with precision >= 0.2 (the share
+of the neuron's 20 top-activating items that carry it) and a median precision >= 0.5.
+Knobs' label is the most precise concept *enriched* among those items (carried by at
+least MIN_LIFT times the share of them as of all items; models.concepts). The same rule is
+applied here to lists of 20 items chosen without any SAE:
+
+- random lists: 20 catalogue items drawn uniformly (the metric's floor);
+- ELSA neighbourhoods: an item and its 19 nearest items by the cosine of ELSA's item
+  rows A, for seed items of each popularity band (positives in the bundle's training
+  users): how much metadata the backbone's item space holds, band by band;
+
+and, for the bundle's SAE (and an untrained SAE of its shape, the reports' control), to
+each live neuron's 20 top-activating items, split by the share of training users whose
+code has the neuron active (the bundle's `density`): neurons no user's code uses fire
+only for item one-hots and never appear on a steer page as a person's own knob.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from benchmarks.common import write_reports
+from models.bundle import load_bundle
+from models.concepts import (
+    MIN_LIFT,
+    TOP_ITEMS,
+    build_vocabulary,
+    item_codes,
+    map_concepts,
+    precision_matrix,
+    top_items,
+)
+from models.data.datasets import load_dataset
+from models.pipeline import MIN_CONCEPT_ITEMS
+from models.train import untrained_sae
+
+REPO = Path(__file__).resolve().parents[1]
+POP_BANDS = ((1, 1), (2, 4), (5, 19), (20, None))
+DENSITY_BANDS = (("no user (item one-hots only)", lambda d: d == 0),
+                 ("some users, < 0.5%", lambda d: (d > 0) & (d < 0.005)),
+                 (">= 0.5% of users", lambda d: d >= 0.005))
+
+
+def best_enriched(lists: np.ndarray, carries: sp.csr_matrix, base: np.ndarray) -> np.ndarray:
+    """[rows]: for each list of items (-1 padded), the share of them carrying the most
+    precise concept enriched among them (Knobs' label rule); 0 where none is enriched."""
+    prec = np.nan_to_num(precision_matrix(lists, carries))
+    return np.where(prec >= MIN_LIFT * base, prec, 0.0).max(axis=1)
+
+
+def quality(precision: np.ndarray) -> dict[str, Any]:
+    return {"lists": int(len(precision)),
+            "coverage": float((precision >= 0.2).mean()) if len(precision) else float("nan"),
+            "median_precision": float(np.median(precision)) if len(precision) else float("nan")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bundle", type=Path, default=REPO / "bundles" / "ml-latest-small")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "label_floor")
+    parser.add_argument("--draws", type=int, default=2000, help="random lists / seeds per band")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
+    b = load_bundle(args.bundle)
+    ds = load_dataset(b.config["dataset"])
+    vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS)
+    carries = vocab.carries
+    n_items = carries.shape[1]
+    base = np.asarray(carries.sum(axis=1)).ravel() / n_items
+    pop = np.asarray(b.interactions.matrix.sum(axis=0)).ravel()
+    rng = np.random.default_rng(args.seed)
+    dev = torch.device("cpu")
+    rows: list[dict[str, Any]] = []
+
+    rows.append({"lists_of": "random catalogue items", "band": "all",
+                 **quality(best_enriched(rng.integers(0, n_items, (args.draws, TOP_ITEMS)),
+                                         carries, base))})
+    a = torch.nn.functional.normalize(b.elsa.A.detach().to(dev), dim=1)
+    for lo, hi in POP_BANDS:
+        pool = np.flatnonzero((pop >= lo) & (pop <= (hi if hi is not None else np.inf)))
+        seeds = torch.from_numpy(rng.choice(pool, size=min(args.draws, len(pool)),
+                                            replace=False))
+        near = (a[seeds] @ a.T).topk(TOP_ITEMS, dim=1).indices.numpy()
+        band = f"{lo}" if lo == hi else (f"{lo}-{hi}" if hi else f">= {lo}")
+        rows.append({"lists_of": "ELSA neighbourhoods", "band": f"seed item with {band} "
+                     f"positives ({len(pool)} items)",
+                     **quality(best_enriched(near, carries, base))})
+
+    untrained = untrained_sae(b.elsa, b.interactions.matrix, b.train_config.sae, dev,
+                              torch.Generator().manual_seed(1))
+    density = b.concepts.density
+    for name, sae in (("trained SAE", b.sae), ("untrained SAE", untrained)):
+        codes = item_codes(b.elsa, sae, b.elsa.n_items, dev)
+        cmap = map_concepts(codes, vocab)
+        tops = top_items(codes)
+        prec = best_enriched(tops, carries, base)
+        live = cmap.live
+        summary = cmap.summary()
+        rows.append({"lists_of": f"{name}: neurons' top-activating items",
+                     "band": "all live neurons (issue 3's measure, map_concepts)",
+                     "lists": int(live.sum()), "coverage": summary["coverage"],
+                     "median_precision": summary["median_precision"],
+                     "median_item_positives": float(np.median(pop[tops[live][tops[live] >= 0]]))})
+        if name != "trained SAE":
+            continue
+        for label, band_of in DENSITY_BANDS:
+            m = live & band_of(density)
+            t = tops[m]
+            rows.append({"lists_of": f"{name}: neurons' top-activating items",
+                         "band": f"active for {label}", **quality(prec[m]),
+                         "median_item_positives": float(np.median(pop[t[t >= 0]]))
+                         if m.any() else float("nan")})
+
+    lines = [f"# What the label metric gives item lists no SAE chose ({b.config['dataset']}, "
+             f"h = {b.sae.h})", "",
+             f"Knobs' label rule (the most precise concept carried by >= {MIN_LIFT:g}x its "
+             f"catalogue share of the list) on lists of {TOP_ITEMS} items. Coverage: share "
+             "of lists whose label precision is >= 0.2 (target 80%); median precision "
+             "(target 0.5). Positives: in the bundle's training users. Density: the share "
+             "of training users whose code has the neuron active.", "",
+             "| lists of | band | lists | coverage | median precision | median positives "
+             "of the items |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        mp = r.get("median_item_positives")
+        lines.append(f"| {r['lists_of']} | {r['band']} | {r['lists']} | {r['coverage']:.1%} | "
+                     f"{r['median_precision']:.2f} | "
+                     f"{'' if mp is None else f'{mp:g}'} |")
+    lines += ["", f"`.venv/bin/python -m benchmarks.label_floor --draws {args.draws} "
+              f"--seed {args.seed}`"]
+    write_reports(args.out, {"bundle": str(args.bundle), "bundle_sha256": b.sha256,
+                             "draws": args.draws, "seed": args.seed, "min_lift": MIN_LIFT,
+                             "rows": rows}, lines)
+
+
+if __name__ == "__main__":
+    main()
