@@ -202,7 +202,8 @@ def _wrk(base: str, requests: list[Request], clients: int, seconds: float
             "errors": int(errors), "client": "wrk"}
 
 
-def _levels(base: str, requests: list[Request], seconds: float) -> dict[str, Any]:
+def _levels(base: str, requests: list[Request], seconds: float, client: str = "wrk"
+            ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c in (1, 8, 64):
         spread: list[int] = []
@@ -213,7 +214,7 @@ def _levels(base: str, requests: list[Request], seconds: float) -> dict[str, Any
 
         probe = threading.Thread(target=sample)
         probe.start()
-        out[f"c{c}"] = (_wrk(base, requests, c, seconds) if shutil.which("wrk")
+        out[f"c{c}"] = (_wrk(base, requests, c, seconds) if client == "wrk"
                         else asyncio.run(_http_load(base, requests, c, seconds)))
         probe.join()
         out[f"c{c}"]["connections_per_worker"] = spread
@@ -273,8 +274,8 @@ def _html_requests(base: str, users: list[int], rng: np.random.Generator) -> lis
     return out
 
 
-def http_benchmark(bundle: Path, seconds: float, workers: int, loop: str = "asyncio"
-                   ) -> dict[str, Any]:
+def http_benchmark(bundle: Path, seconds: float, workers: int, loop: str = "asyncio",
+                   client: str = "wrk") -> dict[str, Any]:
     """`knobs serve --workers N` on loopback: knob changes for warm users through the
     JSON API, then as the steer page's htmx slider posts (a session write each)."""
     with serve(bundle, 8799, workers=workers, loop=loop) as base:
@@ -296,15 +297,16 @@ def http_benchmark(bundle: Path, seconds: float, workers: int, loop: str = "asyn
                            headers={**headers, "Connection": "close"}).raise_for_status()
         size = len(httpx.post(f"{base}{json_requests[0][0]}", content=json_requests[0][2],
                               headers=json_requests[0][1]).content)
-        measured = {"json": _levels(base, json_requests, seconds),
-                    "html": _levels(base, html_requests, seconds)}
+        measured = {"json": _levels(base, json_requests, seconds, client),
+                    "html": _levels(base, html_requests, seconds, client)}
     measured["floor"] = {"bytes": size,
-                         **floor_levels(json_requests, size, seconds, workers, loop)}
+                         **floor_levels(json_requests, size, seconds, workers, loop,
+                                                      client)}
     return measured
 
 
 def floor_levels(requests: list[Request], size: int, seconds: float, workers: int,
-                 loop: str = "asyncio") -> dict[str, Any]:
+                 loop: str = "asyncio", client: str = "wrk") -> dict[str, Any]:
     """The same load against `benchmarks.http_floor`: `workers` uvicorn processes set up
     as the app's, answering a canned body of `size` bytes with no work, on a port checked
     free and held for them (no stale floor server can share it); they die with us."""
@@ -334,7 +336,7 @@ def floor_levels(requests: list[Request], size: int, seconds: float, workers: in
             if time.time() > deadline:
                 raise RuntimeError(f"the floor servers do not answer on {base} after 60 s")
             time.sleep(0.2)
-        return _levels(base, requests, seconds)
+        return _levels(base, requests, seconds, client)
     finally:
         hold.close()
         for p in procs:
@@ -357,8 +359,15 @@ def main() -> None:
                         help="server worker processes (one per core here)")
     parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"],
                         help="the servers' event loop (`knobs serve --loop`)")
+    parser.add_argument("--client", default="wrk", choices=["wrk", "httpx"],
+                        help="the HTTP load: wrk (Debian's package; `make perf` installs it) "
+                             "or httpx, a Python client that competes with the servers for "
+                             "the cores, so that its numbers measure mostly itself")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "performance")
     args = parser.parse_args()
+    if args.client == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed: `make perf` installs it (apt-get install wrk), "
+                     "or pass --client httpx for a Python client's (much slower) load")
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     b = load_bundle(args.bundle)
@@ -368,7 +377,7 @@ def main() -> None:
     elsa, sae, hist = synthetic_25m(rng)
     knob["ml-25m-synthetic"] = knob_change(elsa, sae, hist, args.changes, rng)
     torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
-    measured = http_benchmark(args.bundle, args.seconds, args.workers, args.loop)
+    measured = http_benchmark(args.bundle, args.seconds, args.workers, args.loop, args.client)
     http = {"workers": args.workers, "loop": args.loop, **measured["json"]}
     report = {"knob_change_ms": knob, "http": http,
               "http_html": {"workers": args.workers, "loop": args.loop, **measured["html"]},
@@ -378,7 +387,10 @@ def main() -> None:
                           "speedup_vs_naive": 40, "within_floor": 3,
                           "http_c64_p99_ms": 30, "http_rps": 1000},
               "machine": machine_info(torch.device("cpu"))}
+    m = report["machine"]
     lines = ["# Serving performance", "",
+             f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, Python {m['python']}, torch "
+             f"{m['torch']}.", "",
              "Knob change, in process, one thread (ms):", "",
              "| model | p50 | p99 | naive full forward p50 | x faster | floor p50 | x floor |",
              "|---|---|---|---|---|---|---|"]
@@ -386,7 +398,7 @@ def main() -> None:
         lines.append(f"| {name} | {k['p50']:.3f} | {k['p99']:.3f} | {k['naive_p50']:.2f} | "
                      f"{k['naive_p50'] / k['p50']:.0f} | {k['floor_p50']:.3f} | "
                      f"{k['p50'] / k['floor_p50']:.1f} |")
-    client = "wrk" if shutil.which("wrk") else "httpx (asyncio)"
+    client = "wrk" if args.client == "wrk" else "httpx (asyncio)"
     lines += ["", f"JSON API, `knobs serve --workers {args.workers} --loop {args.loop}` on "
               f"loopback (uvicorn processes with a socket each, event loop {args.loop}, "
               "httptools, one socket write per answer; the warm knob changes a worker "

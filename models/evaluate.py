@@ -180,10 +180,25 @@ def summarize(results: list[FoldResult], data: Interactions, cfg: TrainConfig, f
     }
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name from `cpuinfo` (Linux), else what `platform` says: reports
+    made on machines of different speeds differ by this."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                             "torch": torch.__version__, "device": str(device),
-                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+                            "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                            "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

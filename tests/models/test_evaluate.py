@@ -115,3 +115,20 @@ def test_defaults_depend_on_dataset_size() -> None:
     assert large == TrainConfig()
     assert small.sae.subsamples_per_user > 0 and small.elsa.teacher == "ease"
     assert large.elsa.teacher == "none"            # the paper's ELSA where data is plenty
+
+
+def test_machine_info_names_the_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Reports made on machines of different speeds must say which CPU they ran on: the
+    model name from /proc/cpuinfo, else what `platform` knows."""
+    from models import evaluate
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU 9000\n"
+                       "processor\t: 1\nmodel name\t: Example CPU 9000\n")
+    assert evaluate.cpu_model(str(cpuinfo)) == "Example CPU 9000"
+    assert evaluate.machine_info(torch.device("cpu"))["cpu"] == evaluate.cpu_model()
+    monkeypatch.setattr(evaluate.platform, "processor", lambda: "")
+    monkeypatch.setattr(evaluate.platform, "machine", lambda: "x86_64")
+    cpuinfo.write_text("processor\t: 0\n")
+    assert evaluate.cpu_model(str(cpuinfo)) == "x86_64"
+    assert evaluate.cpu_model(str(tmp_path / "absent")) == "x86_64"
