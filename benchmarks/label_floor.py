@@ -1,5 +1,5 @@
-"""What the label metric gives sets of items that no SAE chose, beside the bundle's neurons.
-Writes reports/label_floor.{json,md}.
+"""What the label metric gives lists of items that no SAE chose, beside the bundle's
+neurons. Writes reports/label_floor.{json,md}.
 
     .venv/bin/python -m benchmarks.label_floor [--bundle bundles/ml-latest-small]
 
@@ -7,17 +7,22 @@ Issue 3 asks that >= 80% of live neurons carry a label with precision >= 0.2 (th
 of the neuron's 20 top-activating items that carry it) and a median precision >= 0.5.
 Knobs' label is the most precise concept *enriched* among those items (carried by at
 least MIN_LIFT times the share of them as of all items; models.concepts). The same rule is
-applied here to lists of 20 items chosen without any SAE:
+applied here to lists of 20 distinct items chosen without any SAE (a list with no
+enriched concept scores 0; a neuron's label would fall back to the paper's):
 
-- random lists: 20 catalogue items drawn uniformly (the metric's floor);
+- random lists: 20 catalogue items drawn uniformly, from the whole catalogue (the
+  metric's floor) and from each popularity band (positives among the dataset's users:
+  rare items also carry fewer concepts, since tags come from users);
 - ELSA neighbourhoods: an item and its 19 nearest items by the cosine of ELSA's item
-  rows A, for seed items of each popularity band (positives in the bundle's training
-  users): how much metadata the backbone's item space holds, band by band;
+  rows A, for seed items of each popularity band: set against the band's random lists,
+  how much metadata the backbone's item space holds, band by band;
 
-and, for the bundle's SAE (and an untrained SAE of its shape, the reports' control), to
-each live neuron's 20 top-activating items, split by the share of training users whose
-code has the neuron active (the bundle's `density`): neurons no user's code uses fire
-only for item one-hots and never appear on a steer page as a person's own knob.
+and to each live neuron's top-activating items (up to 20) of the bundle's SAE and of an
+untrained SAE of its shape (the reports' control), with the neuron's label precision as
+`map_concepts` gives it. The trained SAE's neurons are also split by the share of the
+dataset's users whose code has the neuron active (the bundle's `density`): neurons no
+user's code uses fire only for item one-hots; no dataset user has them among their own
+knobs.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from models.train import untrained_sae
 REPO = Path(__file__).resolve().parents[1]
 POP_BANDS = ((1, 1), (2, 4), (5, 19), (20, None))
 DENSITY_BANDS = (("no user (item one-hots only)", lambda d: d == 0),
-                 ("some users, < 0.5%", lambda d: (d > 0) & (d < 0.005)),
+                 ("some users, < 0.5% of them", lambda d: (d > 0) & (d < 0.005)),
                  (">= 0.5% of users", lambda d: d >= 0.005))
 
 
@@ -85,19 +90,36 @@ def main() -> None:
     dev = torch.device("cpu")
     rows: list[dict[str, Any]] = []
 
-    rows.append({"lists_of": "random catalogue items", "band": "all",
-                 **quality(best_enriched(rng.integers(0, n_items, (args.draws, TOP_ITEMS)),
-                                         carries, base))})
+    def random_lists(pool: np.ndarray) -> np.ndarray:
+        """`draws` lists of TOP_ITEMS distinct items of `pool`."""
+        order = np.argsort(rng.random((args.draws, len(pool))), axis=1)[:, :TOP_ITEMS]
+        return pool[order]
+
+    def row(lists_of: str, band: str, precision: np.ndarray, lists: np.ndarray
+            ) -> dict[str, Any]:
+        items = lists[lists >= 0]
+        return {"lists_of": lists_of, "band": band, **quality(precision),
+                "median_list_length": float(np.median((lists >= 0).sum(axis=1))),
+                "median_item_positives": float(np.median(pop[items])) if len(items)
+                else float("nan")}
+
+    everything = np.arange(n_items)
+    lists = random_lists(everything)
+    rows.append(row("random items", f"whole catalogue ({n_items} items)",
+                    best_enriched(lists, carries, base), lists))
     a = torch.nn.functional.normalize(b.elsa.A.detach().to(dev), dim=1)
     for lo, hi in POP_BANDS:
-        pool = np.flatnonzero((pop >= lo) & (pop <= (hi if hi is not None else np.inf)))
+        pool = everything[(pop >= lo) & (pop <= (hi if hi is not None else np.inf))]
+        band = ("1 positive" if lo == hi == 1 else f"{lo} positives" if lo == hi
+                else f"{lo}-{hi} positives" if hi else f">= {lo} positives")
+        lists = random_lists(pool)
+        rows.append(row("random items", f"items with {band} ({len(pool)} items)",
+                        best_enriched(lists, carries, base), lists))
         seeds = torch.from_numpy(rng.choice(pool, size=min(args.draws, len(pool)),
                                             replace=False))
         near = (a[seeds] @ a.T).topk(TOP_ITEMS, dim=1).indices.numpy()
-        band = f"{lo}" if lo == hi else (f"{lo}-{hi}" if hi else f">= {lo}")
-        rows.append({"lists_of": "ELSA neighbourhoods", "band": f"seed item with {band} "
-                     f"positives ({len(pool)} items)",
-                     **quality(best_enriched(near, carries, base))})
+        rows.append(row("ELSA neighbourhoods", f"seed item with {band}",
+                        best_enriched(near, carries, base), near))
 
     untrained = untrained_sae(b.elsa, b.interactions.matrix, b.train_config.sae, dev,
                               torch.Generator().manual_seed(1))
@@ -106,38 +128,30 @@ def main() -> None:
         codes = item_codes(b.elsa, sae, b.elsa.n_items, dev)
         cmap = map_concepts(codes, vocab)
         tops = top_items(codes)
-        prec = best_enriched(tops, carries, base)
         live = cmap.live
-        summary = cmap.summary()
-        rows.append({"lists_of": f"{name}: neurons' top-activating items",
-                     "band": "all live neurons (issue 3's measure, map_concepts)",
-                     "lists": int(live.sum()), "coverage": summary["coverage"],
-                     "median_precision": summary["median_precision"],
-                     "median_item_positives": float(np.median(pop[tops[live][tops[live] >= 0]]))})
-        if name != "trained SAE":
-            continue
-        for label, band_of in DENSITY_BANDS:
-            m = live & band_of(density)
-            t = tops[m]
-            rows.append({"lists_of": f"{name}: neurons' top-activating items",
-                         "band": f"active for {label}", **quality(prec[m]),
-                         "median_item_positives": float(np.median(pop[t[t >= 0]]))
-                         if m.any() else float("nan")})
+        lists_of = f"{name}: neurons' top-activating items"
+        rows.append(row(lists_of, "all live neurons (issue 3's measure)",
+                        cmap.precision[live], tops[live]))
+        if name == "trained SAE":
+            for label, band_of in DENSITY_BANDS:
+                m = live & band_of(density)
+                rows.append(row(lists_of, f"active for {label}", cmap.precision[m], tops[m]))
 
     lines = [f"# What the label metric gives item lists no SAE chose ({b.config['dataset']}, "
              f"h = {b.sae.h})", "",
              f"Knobs' label rule (the most precise concept carried by >= {MIN_LIFT:g}x its "
-             f"catalogue share of the list) on lists of {TOP_ITEMS} items. Coverage: share "
-             "of lists whose label precision is >= 0.2 (target 80%); median precision "
-             "(target 0.5). Positives: in the bundle's training users. Density: the share "
-             "of training users whose code has the neuron active.", "",
-             "| lists of | band | lists | coverage | median precision | median positives "
-             "of the items |", "|---|---|---|---|---|---|"]
+             f"catalogue share of the list) on lists of up to {TOP_ITEMS} distinct items "
+             "(a neuron's list holds the items that activate it, at most 20). Coverage: "
+             "share of lists whose label precision is >= 0.2 (target 80%); median precision "
+             "(target 0.5). Positives: among the dataset's "
+             f"{b.interactions.matrix.shape[0]} users. Density: the share of those users "
+             "whose code has the neuron active.", "",
+             "| lists of | band | lists | coverage | median precision | median list length "
+             "| median positives of the items |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        mp = r.get("median_item_positives")
         lines.append(f"| {r['lists_of']} | {r['band']} | {r['lists']} | {r['coverage']:.1%} | "
-                     f"{r['median_precision']:.2f} | "
-                     f"{'' if mp is None else f'{mp:g}'} |")
+                     f"{r['median_precision']:.2f} | {r['median_list_length']:g} | "
+                     f"{r['median_item_positives']:g} |")
     lines += ["", f"`.venv/bin/python -m benchmarks.label_floor --draws {args.draws} "
               f"--seed {args.seed}`"]
     write_reports(args.out, {"bundle": str(args.bundle), "bundle_sha256": b.sha256,

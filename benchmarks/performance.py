@@ -432,7 +432,8 @@ def main() -> None:
     for c, h in measured["html"].items():
         lines.append(f"| {c[1:]} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} | {h['rps']:.0f} | "
                      f"{h['errors']} | {' / '.join(map(str, h['connections_per_worker']))} |")
-    lines += ["", "`.venv/bin/python -m benchmarks.performance`"]
+    flags = "" if args.client == "wrk" else f" --client {args.client}"
+    lines += ["", f"`.venv/bin/python -m benchmarks.performance{flags}`"]
     write_reports(args.out, report, lines)
 
 

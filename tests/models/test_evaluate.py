@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,7 @@ def test_defaults_depend_on_dataset_size() -> None:
     assert large.elsa.teacher == "none"            # the paper's ELSA where data is plenty
 
 
-def test_machine_info_names_the_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_machine_info_names_the_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Reports made on machines of different speeds must say which CPU they ran on: the
     model name from /proc/cpuinfo, else what `platform` knows."""
     from models import evaluate
