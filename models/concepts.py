@@ -36,7 +36,6 @@ Everything here is numpy / scipy / torch; `ConceptMap` is what a bundle stores.
 from __future__ import annotations
 
 import bisect
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from models.data.parsing import normalize_name
 from models.elsa import ELSA
 from models.multvae import MultVAE
 from models.sae import SparseAutoencoder
@@ -70,12 +70,9 @@ items as of all items."""
 TOP_ITEMS = 20
 """Label precision looks at a neuron's 20 top-activating items (issue 3)."""
 
-_SPACE = re.compile(r"\s+")
-
-
-def normalize(text: str) -> str:
-    """Lowercase, strip, collapse inner whitespace: ' Sci-Fi ' -> 'sci-fi'."""
-    return _SPACE.sub(" ", str(text)).strip().lower()
+normalize = normalize_name
+"""Lowercase, strip, collapse inner whitespace: ' Sci-Fi ' -> 'sci-fi' (shared with the
+data loaders, which drop one-person HetRec tags by the same names)."""
 
 
 def concept_row(names: list[str], name: str) -> int:
@@ -139,9 +136,12 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
     `min_items` distinct items.
 
     A name that only ever comes from tags must also show that more than one person uses
-    it: two MovieLens users, or a HetRec movie it was applied to by two users (HetRec's
-    weight), or two applications to one item in the catalog's `tags`. That drops personal
-    filing tags ("foqam", "tumeys dvds") that one user put on hundreds of films.
+    it: two MovieLens users; or a HetRec tag applied to one movie twice (HetRec's weight),
+    the HetRec loader having kept only tags that two or more HetRec users applied
+    (models.data.hetrec.MIN_TAGGERS); or, without `tag_events`, two applications to one
+    item in the catalog's `tags`. That drops personal filing tags ("foqam", "tumeys
+    dvds") that one user put on hundreds of films, and filing tags that several people
+    use now and then ("seen", "netflix") unless a film got one twice.
     """
     unknown = set(kinds) - set(KINDS)
     if unknown:
@@ -158,7 +158,7 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
         ("decade", decades),
         ("director", _catalog_pairs(catalog, "directors")),
         ("country", _catalog_pairs(catalog, "countries")),
-        ("tag", _catalog_pairs(catalog, "hetrec_tags")),
+        ("hetrec", _catalog_pairs(catalog, "hetrec_tags")),
     ]
     shared: set[str] = set()          # tag names with evidence of two or more people
     if tag_events is not None:
@@ -179,7 +179,8 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
 
     cells: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     kind_items: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    for kind, pairs in sources:
+    for source, pairs in sources:
+        kind = "tag" if source == "hetrec" else source
         if kind not in kinds:
             continue
         for row, text, count in pairs:
@@ -188,7 +189,8 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
                 continue
             cells[name][row] += count
             kind_items[name][kind].add(row)
-            if kind == "tag" and (count >= 2 or cells[name][row] >= 2 and tag_events is None):
+            if (source == "hetrec" and count >= 2) or (kind == "tag" and tag_events is None
+                                                       and cells[name][row] >= 2):
                 shared.add(name)
     names = sorted(n for n, items in cells.items() if len(items) >= min_items
                    and (name_has_other_kind(kind_items[n]) or n in shared))

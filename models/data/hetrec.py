@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from models.data.download import DatasetFiles, resolve
-from models.data.parsing import Column, TableSpec, read_table
+from models.data.parsing import Column, TableSpec, normalize_name, read_table
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,19 @@ MOVIE_TAGS = TableSpec(
 )
 TAGS = TableSpec("\t", (Column("tag_id", "int"), Column("tag", "str", allow_empty=True)),
                  headers=("id\tvalue",), encoding="auto")
+_USER_TAGS_HEADER = ("userID movieID tagID date_day date_month date_year date_hour "
+                     "date_minute date_second").split()
+USER_TAGS = TableSpec(
+    "\t",
+    (Column("user", "int"), _MOVIE, Column("tag_id", "int"),
+     *(Column(h, "int") for h in _USER_TAGS_HEADER[3:])),
+    headers=("\t".join(_USER_TAGS_HEADER),), encoding="auto",
+)
+MIN_TAGGERS = 2
+"""A HetRec tag is kept only if at least this many HetRec users applied it (by its
+normalised name, anywhere): one person's filing tags ("tumeys dvds", "erlends dvds",
+"watched 2007") name no concept. movie_tags.dat's weight cannot tell: it counts
+applications, and one user who tagged a film twice gives it weight 2."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,16 @@ def trust_report(links: pd.DataFrame, data_dir: str | Path | None = None) -> Tru
     return _trust(links, _read(files, "movies.dat", MOVIES))[0]
 
 
+def personal_tags(user_tags: pd.DataFrame, tag_text: pd.DataFrame) -> set[str]:
+    """The normalised tag names (of tags.dat, `tag_text` indexed by tag_id) that fewer than
+    MIN_TAGGERS distinct users applied in `user_tags` (user_taggedmovies.dat); a name no
+    user applied there counts as applied by none."""
+    names = tag_text["tag"].map(normalize_name)
+    applied = user_tags.assign(name=names.reindex(user_tags["tag_id"]).to_numpy())
+    taggers = applied.dropna(subset=["name"]).groupby("name")["user"].nunique()
+    return {n for n in set(names) if taggers.get(n, 0) < MIN_TAGGERS}
+
+
 def _lists(frame: pd.DataFrame, column: str, items: pd.Index) -> pd.Series:
     """item -> list of `column` values in file order, [] for items without any."""
     grouped = frame.groupby("item", sort=False)[column].agg(list)
@@ -134,8 +157,9 @@ def load_metadata(links: pd.DataFrame, data_dir: str | Path | None = None) -> pd
       directors: list[str] display names ('John Lasseter');
       countries: list[str] ([] where HetRec leaves it blank);
       genres: list[str] (HetRec's genre labels);
-      tags: list[tuple[str, int]] (tag text, movie_tags.dat weight = number of users who
-        applied it), heaviest first, ties by text.
+      tags: list[tuple[str, int]] (tag text, movie_tags.dat weight: how often it was
+        applied to the movie), heaviest first, ties by text; only tags that at least
+        MIN_TAGGERS users applied in user_taggedmovies.dat (`personal_tags`).
     """
     files = resolve(NAME, data_dir)
     _, trusted = _trust(links, _read(files, "movies.dat", MOVIES))
@@ -152,6 +176,11 @@ def load_metadata(links: pd.DataFrame, data_dir: str | Path | None = None) -> pd
                     int(movie_tags.loc[unknown, "tag_id"].iloc[0]))
         movie_tags = movie_tags.loc[~unknown]
     movie_tags = movie_tags.assign(tag=tag_text["tag"].reindex(movie_tags["tag_id"]).to_numpy())
+    personal = personal_tags(_read(files, "user_taggedmovies.dat", USER_TAGS), tag_text)
+    one_person = movie_tags["tag"].map(normalize_name).isin(personal)
+    log.info("HetRec: %d tag names applied by fewer than %d users; their %d movie_tags rows "
+             "dropped", len(personal), MIN_TAGGERS, int(one_person.sum()))
+    movie_tags = movie_tags.loc[~one_person]
     movie_tags = movie_tags.sort_values(["item", "weight", "tag"], ascending=[True, False, True],
                                         kind="stable")
     pairs = list(zip(movie_tags["tag"].tolist(), movie_tags["weight"].tolist(), strict=True))

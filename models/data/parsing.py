@@ -23,6 +23,7 @@ import csv
 import io
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -36,6 +37,15 @@ log = logging.getLogger(__name__)
 Kind = Literal["int", "float", "str", "category"]
 Encoding = Literal["utf-8", "auto"]
 Opener = Callable[[], IO[bytes]]
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_name(text: str) -> str:
+    """A tag's or concept's name as the project compares them: lowercase, stripped, inner
+    whitespace collapsed (' Sci-Fi ' -> 'sci-fi')."""
+    return _SPACE.sub(" ", str(text)).strip().lower()
 
 
 class MalformedFileError(ValueError):

@@ -86,11 +86,17 @@ def test_a_tag_only_one_person_uses_is_not_a_concept() -> None:
     events = pd.DataFrame({"user": [7] * 5 + [1, 2], "item": [10, 11, 12, 13, 14, 10, 11],
                            "tag": ["my dvds"] * 5 + ["noir", "noir"]})
     cat = catalog()
+    # a HetRec tag must have been applied to some film twice (the loader has already
+    # dropped tags fewer than two HetRec users applied: tests/models/data/test_hetrec.py)
     cat["hetrec_tags"] = [[("foqam", 1)], [("foqam", 1)], [("foqam", 1), ("dark", 2)],
                           [("dark", 1)], [], []]
     v = build_vocabulary(cat, events, min_items=2)
     assert "my dvds" not in v.names and "foqam" not in v.names
     assert "noir" in v.names and "dark" in v.names
+    # without tag events, the catalog's own tags need two applications to one item
+    cat["tags"] = [["mine", "ours", "ours"], ["mine", "ours"], [], [], [], []]
+    v = build_vocabulary(cat, None, min_items=2)
+    assert "mine" not in v.names and "ours" in v.names
     # a name that is also a genre or a director stays whoever tags it
     events = pd.DataFrame({"user": [7, 7], "item": [10, 12], "tag": ["ridley scott"] * 2})
     assert "ridley scott" in build_vocabulary(catalog(), events, min_items=2).names

@@ -39,6 +39,12 @@ FILES: dict[str, bytes] = {
     "movie_tags.dat": b"movieID\ttagID\ttagWeight\n1\t7\t1\n1\t13\t3\n1\t25\t3\n3\t7\t2\n",
     # mixed encodings inside one file, as in the real tags.dat
     "tags.dat": b"id\tvalue\n7\tearth\n13\tpixar\n" + "25\tmão\n".encode("latin-1"),
+    "user_taggedmovies.dat": (
+        "\t".join(hetrec._USER_TAGS_HEADER) + "\n"
+        + "".join(f"{u}\t{m}\t{t}\t1\t1\t2008\t0\t0\t0\n"
+                  for u, m, t in ((5, 1, 7), (6, 3, 7), (5, 1, 13), (6, 1, 13), (5, 1, 25),
+                                  (8, 2, 25)))
+    ).encode(),
 }
 
 
@@ -65,6 +71,30 @@ def test_metadata_of_trusted_movies(tmp_path: Path) -> None:
     assert rows.loc[1, "genres"] == ["Adventure", "Animation"] and rows.loc[3, "genres"] == []
     assert rows.loc[1, "tags"] == [("mão", 3), ("pixar", 3), ("earth", 1)]
     assert rows.loc[3, "tags"] == [("earth", 2)]
+
+
+def test_tags_one_person_applied_are_dropped(tmp_path: Path) -> None:
+    """A tag fewer than two HetRec users applied (user_taggedmovies.dat) is a personal
+    filing tag, whatever movie_tags.dat's weight says: one user who tagged a film twice
+    gives it weight 2 ("tumeys dvds" on ml-latest-small). Users are counted by the tag's
+    normalised name, so two spellings by two users make one shared tag."""
+    files = dict(FILES)
+    files["tags.dat"] = (b"id\tvalue\n7\tearth\n13\tpixar\n14\t Pixar \n31\ttumeys dvds\n"
+                         b"40\tsf\n")
+    files["movie_tags.dat"] = (b"movieID\ttagID\ttagWeight\n1\t7\t1\n1\t13\t1\n1\t31\t1\n"
+                               b"3\t31\t2\n3\t14\t1\n3\t40\t3\n")
+    rows = "".join(f"{u}\t{m}\t{t}\t1\t1\t2008\t0\t0\t0\n" for u, m, t in (
+        (5, 1, 7), (6, 3, 7),            # earth: two users
+        (5, 1, 13), (6, 3, 14),          # pixar / " Pixar ": two users, one name
+        (9, 1, 31), (9, 3, 31), (9, 3, 31)))  # tumeys dvds: one user, three times
+    files["user_taggedmovies.dat"] = ("\t".join(hetrec._USER_TAGS_HEADER) + "\n" + rows).encode()
+    md = hetrec.load_metadata(links_frame(), write(tmp_path / "h", files)).set_index("item")
+    assert md.loc[1, "tags"] == [("earth", 1), ("pixar", 1)]
+    assert md.loc[3, "tags"] == [(" Pixar ", 1)]     # "sf": no user applied it at all
+    names = pd.Series(["earth", "pixar", " Pixar ", "tumeys dvds", "sf"], index=[7, 13, 14, 31, 40],
+                      name="tag").to_frame()
+    users = pd.DataFrame({"user": [5, 6, 5, 6, 9], "tag_id": [7, 7, 13, 14, 31]})
+    assert hetrec.personal_tags(users, names) == {"tumeys dvds", "sf"}
 
 
 def test_trust_report_counts(tmp_path: Path) -> None:
