@@ -89,7 +89,7 @@ class ConceptVocabulary:
     """names: normalised concept names; kinds: one of KINDS per name; counts: C
     [concepts, items] CSR float32, how often each concept was applied to each item
     (a genre, director or country counts 1; a MovieLens tag 1 per application; a HetRec
-    tag its weight, the number of users who applied it)."""
+    tag its weight, how often it was applied to the movie)."""
 
     names: list[str]
     kinds: list[str]
