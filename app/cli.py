@@ -113,7 +113,7 @@ def train(dataset: str, out: Path, device: str, seed: int, progress: bool) -> No
     trained = train_models(ds.interactions, cfg, dev, progress)
     try:
         concepts, settings = label_knobs(trained.elsa, trained.sae, ds.interactions,
-                                         ds.catalog, ds.tag_events, dev)
+                                         ds.catalog, ds.tag_events, dev, ds.hetrec_taggers)
     except ValueError as exc:
         _fail(exc)
     q = {**trained.quality, "labels": settings["labels"]}
@@ -178,7 +178,8 @@ def steer_eval(dataset: str, folds: int, json_path: Path, md_path: Path, plot_pa
     cfg = defaults_for(ds.interactions.n_users, seed)
     try:
         report = run_steering_evaluation(ds.interactions, ds.catalog, ds.tag_events, cfg,
-                                         folds, dev, dataset, progress)
+                                         folds, dev, dataset, progress,
+                                         hetrec_taggers=ds.hetrec_taggers)
     except ValueError as exc:
         _fail(exc)
     _atomic_write(json_path, json.dumps(report, indent=2) + "\n")

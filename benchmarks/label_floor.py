@@ -81,7 +81,8 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
     b = load_bundle(args.bundle)
     ds = load_dataset(b.config["dataset"])
-    vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS)
+    vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS,
+                             hetrec_taggers=ds.hetrec_taggers)
     carries = vocab.carries
     n_items = carries.shape[1]
     base = np.asarray(carries.sum(axis=1)).ravel() / n_items

@@ -46,7 +46,8 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
     b = load_bundle(args.bundle)
     ds = load_dataset(b.config["dataset"])
-    vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS)
+    vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS,
+                             hetrec_taggers=ds.hetrec_taggers)
     dev = torch.device("cpu")
     untrained = untrained_sae(b.elsa, b.interactions.matrix, b.train_config.sae, dev,
                               torch.Generator().manual_seed(1))

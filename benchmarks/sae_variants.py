@@ -106,7 +106,8 @@ def main() -> None:
         if not args.ranking_only:          # labels and steering read the fold's metadata
             held_out = np.concatenate([split.val.users, split.test.users])
             vocab = build_vocabulary(ds.catalog, ds.tag_events,
-                                     exclude_users=data.users.ids[held_out])
+                                     exclude_users=data.users.ids[held_out],
+                                     hetrec_taggers=ds.hetrec_taggers)
         for name in names:
             run = sae_on_fold(fold, variant(cfg.sae, name), cfg.seed + f, device)
             sae, n = run.sae, run.ndcg

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,9 @@ reports/steering-seed1.md). The app caps it for small SAEs (app.service)."""
 MIN_LIFT = 2.0
 """Knobs' label must be carried by at least this many times the share of the neuron's top
 items as of all items."""
+
+MIN_TAGGERS = 2
+"""A name that only tags give is a concept when at least this many people use it."""
 
 TOP_ITEMS = 20
 """Label precision looks at a neuron's 20 top-activating items (issue 3)."""
@@ -125,7 +128,8 @@ def _catalog_pairs(catalog: pd.DataFrame, column: str) -> Iterable[tuple[int, st
 
 def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = None, *,
                      exclude_users: Sequence[int] | np.ndarray = (), min_items: int = 20,
-                     kinds: Sequence[str] = KINDS) -> ConceptVocabulary:
+                     kinds: Sequence[str] = KINDS,
+                     hetrec_taggers: Mapping[str, int] | None = None) -> ConceptVocabulary:
     """The concept vocabulary of a catalog (models.data.datasets catalog columns).
 
     tag_events: MovieLens user tags (columns user, item, tag); when given, they replace the
@@ -136,12 +140,13 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
     `min_items` distinct items.
 
     A name that only ever comes from tags must also show that more than one person uses
-    it: two MovieLens users; or a HetRec tag applied to one movie twice (HetRec's weight),
-    the HetRec loader having kept only tags that two or more HetRec users applied
-    (models.data.hetrec.MIN_TAGGERS); or, without `tag_events`, two applications to one
+    it: two MovieLens users; or a HetRec tag applied to one movie twice (HetRec's weight)
+    that, where `hetrec_taggers` is given (Dataset.hetrec_taggers), at least
+    MIN_TAGGERS HetRec users applied; or, without `tag_events`, two applications to one
     item in the catalog's `tags`. That drops personal filing tags ("foqam", "tumeys
-    dvds") that one user put on hundreds of films, and filing tags that several people
-    use now and then ("seen", "netflix") unless a film got one twice.
+    dvds") that one user put on hundreds of films: HetRec's weight counts applications,
+    not people, so one user's tag can weigh 2. It also drops filing tags that several
+    people use now and then, unless a film got one twice.
     """
     unknown = set(kinds) - set(KINDS)
     if unknown:
@@ -189,8 +194,11 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
                 continue
             cells[name][row] += count
             kind_items[name][kind].add(row)
-            if (source == "hetrec" and count >= 2) or (kind == "tag" and tag_events is None
-                                                       and cells[name][row] >= 2):
+            if source == "hetrec":
+                if count >= 2 and (hetrec_taggers is None
+                                   or hetrec_taggers.get(name, 0) >= MIN_TAGGERS):
+                    shared.add(name)
+            elif kind == "tag" and tag_events is None and cells[name][row] >= 2:
                 shared.add(name)
     names = sorted(n for n, items in cells.items() if len(items) >= min_items
                    and (name_has_other_kind(kind_items[n]) or n in shared))

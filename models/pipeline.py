@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,12 +81,14 @@ asks for 100 tag applications on ML-25M; ml-latest-small is ~1/60 of its size)."
 
 def label_knobs(elsa: ELSA, sae: SparseAutoencoder, data: Interactions,
                 catalog: pd.DataFrame, tag_events: pd.DataFrame | None,
-                device: torch.device) -> tuple[ConceptMap, dict[str, Any]]:
+                device: torch.device, hetrec_taggers: Mapping[str, int] | None = None
+                ) -> tuple[ConceptMap, dict[str, Any]]:
     """The bundle's concept map: vocabulary from all of the catalog's metadata (the served
     model has no test users to hide tags from), the §5 mapping, and how many of the
     dataset's users have each neuron active. Returns the map and its settings."""
     started = time.perf_counter()
-    vocab = build_vocabulary(catalog, tag_events, min_items=MIN_CONCEPT_ITEMS)
+    vocab = build_vocabulary(catalog, tag_events, min_items=MIN_CONCEPT_ITEMS,
+                             hetrec_taggers=hetrec_taggers)
     cmap = map_concepts(item_codes(elsa, sae, data.n_items, device), vocab,
                         item_rows=elsa_item_rows(elsa, sae))
     cmap = dataclasses.replace(cmap, density=code_density(elsa, sae, data.matrix, device))
@@ -94,4 +97,5 @@ def label_knobs(elsa: ELSA, sae: SparseAutoencoder, data: Interactions,
              "%.2f (%.1f s)", summary["concepts"], 100 * summary["coverage"],
              summary["live"], summary["median_precision"], time.perf_counter() - started)
     return cmap, {"min_items": MIN_CONCEPT_ITEMS, "min_lift": MIN_LIFT,
+                  "hetrec_taggers_checked": hetrec_taggers is not None,
                   "kinds": sorted(set(vocab.kinds)), "labels": summary}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,9 @@ def label_concepts(elsa: ELSA, sae: SparseAutoencoder, vocab: ConceptVocabulary,
 def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
                             tag_events: pd.DataFrame, cfg: TrainConfig, folds: int,
                             device: torch.device, dataset: str, progress: bool = True,
-                            alphas: tuple[float, ...] = ALPHAS) -> dict[str, Any]:
+                            alphas: tuple[float, ...] = ALPHAS,
+                            hetrec_taggers: Mapping[str, int] | None = None
+                            ) -> dict[str, Any]:
     """Train ELSA + SAE on each fold, label it, steer its test users; return the report
     dict behind reports/steering.{json,md}."""
     if alphas[0] != 0.0 or sorted(alphas) != list(alphas):
@@ -201,7 +204,8 @@ def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
         sae, _ = train_sae(elsa, split.train, split.val, cfg.sae, device, generator, progress)
         held_out = np.concatenate([split.val.users, split.test.users])
         vocab = build_vocabulary(catalog, tag_events,
-                                 exclude_users=data.users.ids[held_out])
+                                 exclude_users=data.users.ids[held_out],
+                                 hetrec_taggers=hetrec_taggers)
         cmap = label_concepts(elsa, sae, vocab, device)
         untrained = untrained_sae(elsa, split.train, cfg.sae, device,
                                   torch.Generator().manual_seed(cfg.seed + f + 1))

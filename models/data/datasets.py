@@ -31,13 +31,16 @@ _LIST_COLUMNS = ("genres", "tags", "hetrec_tags", "directors", "countries")
 class Dataset:
     """name: registry name; interactions: binary positives; catalog: see module doc;
     tag_events: user, item, tag rows (MovieLens user tags), for counting concepts on
-    training users only (method.md §5); metadata_sources: which files fed the catalog."""
+    training users only (method.md §5); metadata_sources: which files fed the catalog;
+    hetrec_taggers: normalised HetRec tag name -> how many HetRec users applied it
+    (hetrec.tagger_counts), None without HetRec tags or without its users file."""
 
     name: str
     interactions: Interactions
     catalog: pd.DataFrame
     tag_events: pd.DataFrame
     metadata_sources: tuple[str, ...]
+    hetrec_taggers: dict[str, int] | None = None
 
 
 def _empty_lists(n: int) -> pd.Series:
@@ -101,9 +104,11 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *,
     tags = movielens.load_tags(name, data_dir)
     sources = [f"{name} movies", f"{name} tags"]
     meta = None
+    taggers = None
     if hetrec_metadata and name in ("ml-latest-small", "ml-20m", "ml-25m"):
         try:
             meta = hetrec.load_metadata(movielens.load_links(name, data_dir), data_dir)
+            taggers = hetrec.tagger_counts(data_dir)
             sources.append(hetrec.NAME)
         except DataUnavailableError as exc:
             log.warning("HetRec metadata unavailable, catalog has MovieLens genres and tags "
@@ -111,4 +116,4 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *,
     catalog = build_catalog(data.items.ids, movies, tags, meta)
     log.info("%s: %d users, %d items, %d positives", name, data.n_users, data.n_items,
              data.nnz)
-    return Dataset(name, data, catalog, tags, tuple(sources))
+    return Dataset(name, data, catalog, tags, tuple(sources), taggers)

@@ -114,7 +114,7 @@ SOURCES: dict[str, Source] = {
                f"{_GROUPLENS}/hetrec2011/hetrec2011-movielens-2k-v2.zip",
                HETREC_MOVIELENS_2K_SHA256, None, "hetrec2011-movielens-2k-v2",
                ("movies.dat", "movie_directors.dat", "movie_countries.dat",
-                "movie_genres.dat", "movie_tags.dat", "tags.dat", "user_taggedmovies.dat")),
+                "movie_genres.dat", "movie_tags.dat", "tags.dat")),
         Source("msd",
                "http://millionsongdataset.com/sites/default/files/challenge/"
                "train_triplets.txt.zip",

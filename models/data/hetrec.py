@@ -69,11 +69,10 @@ USER_TAGS = TableSpec(
      *(Column(h, "int") for h in _USER_TAGS_HEADER[3:])),
     headers=("\t".join(_USER_TAGS_HEADER),), encoding="auto",
 )
-MIN_TAGGERS = 2
-"""A HetRec tag is kept only if at least this many HetRec users applied it (by its
-normalised name, anywhere): one person's filing tags ("tumeys dvds", "erlends dvds",
-"watched 2007") name no concept. movie_tags.dat's weight cannot tell: it counts
-applications, and one user who tagged a film twice gives it weight 2."""
+TAGGERS_FILE = "user_taggedmovies.dat"
+"""Who applied which tag, for HetRec's 2,113 users (those who both rated and tagged).
+movie_tags.dat's weights count the applications of every MovieLens-10M tagger, so they
+say how often a film got a tag, not how many people use it (`tagger_counts`)."""
 
 
 @dataclass(frozen=True)
@@ -130,14 +129,27 @@ def trust_report(links: pd.DataFrame, data_dir: str | Path | None = None) -> Tru
     return _trust(links, _read(files, "movies.dat", MOVIES))[0]
 
 
-def personal_tags(user_tags: pd.DataFrame, tag_text: pd.DataFrame) -> set[str]:
-    """The normalised tag names (of tags.dat, `tag_text` indexed by tag_id) that fewer than
-    MIN_TAGGERS distinct users applied in `user_tags` (user_taggedmovies.dat); a name no
-    user applied there counts as applied by none."""
+def count_taggers(user_tags: pd.DataFrame, tag_text: pd.DataFrame) -> dict[str, int]:
+    """Normalised tag name -> how many distinct users applied it in `user_tags` (rows of
+    user_taggedmovies.dat), `tag_text` giving each tag id's text (tags.dat, unique ids).
+    Tag ids tags.dat does not name are left out; names nobody applied are absent."""
     names = tag_text["tag"].map(normalize_name)
     applied = user_tags.assign(name=names.reindex(user_tags["tag_id"]).to_numpy())
     taggers = applied.dropna(subset=["name"]).groupby("name")["user"].nunique()
-    return {n for n in set(names) if taggers.get(n, 0) < MIN_TAGGERS}
+    return {str(n): int(c) for n, c in taggers.items()}
+
+
+def tagger_counts(data_dir: str | Path | None = None) -> dict[str, int] | None:
+    """How many HetRec users applied each tag name (`count_taggers` over TAGGERS_FILE);
+    None, with a warning naming the file, where the HetRec copy lacks it."""
+    files = resolve(NAME, data_dir)
+    if not files.exists(TAGGERS_FILE):
+        log.warning("HetRec: %s is missing, so no HetRec tag shows that two people use "
+                    "it; HetRec tags become concepts only with other evidence (two "
+                    "MovieLens users, or another kind)", files.path_for_messages(TAGGERS_FILE))
+        return None
+    tag_text = _read(files, "tags.dat", TAGS).drop_duplicates("tag_id").set_index("tag_id")
+    return count_taggers(_read(files, TAGGERS_FILE, USER_TAGS), tag_text)
 
 
 def _lists(frame: pd.DataFrame, column: str, items: pd.Index) -> pd.Series:
@@ -158,8 +170,7 @@ def load_metadata(links: pd.DataFrame, data_dir: str | Path | None = None) -> pd
       countries: list[str] ([] where HetRec leaves it blank);
       genres: list[str] (HetRec's genre labels);
       tags: list[tuple[str, int]] (tag text, movie_tags.dat weight: how often it was
-        applied to the movie), heaviest first, ties by text; only tags that at least
-        MIN_TAGGERS users applied in user_taggedmovies.dat (`personal_tags`).
+        applied to the movie), heaviest first, ties by text.
     """
     files = resolve(NAME, data_dir)
     _, trusted = _trust(links, _read(files, "movies.dat", MOVIES))
@@ -176,11 +187,6 @@ def load_metadata(links: pd.DataFrame, data_dir: str | Path | None = None) -> pd
                     int(movie_tags.loc[unknown, "tag_id"].iloc[0]))
         movie_tags = movie_tags.loc[~unknown]
     movie_tags = movie_tags.assign(tag=tag_text["tag"].reindex(movie_tags["tag_id"]).to_numpy())
-    personal = personal_tags(_read(files, "user_taggedmovies.dat", USER_TAGS), tag_text)
-    one_person = movie_tags["tag"].map(normalize_name).isin(personal)
-    log.info("HetRec: %d tag names applied by fewer than %d users; their %d movie_tags rows "
-             "dropped", len(personal), MIN_TAGGERS, int(one_person.sum()))
-    movie_tags = movie_tags.loc[~one_person]
     movie_tags = movie_tags.sort_values(["item", "weight", "tag"], ascending=[True, False, True],
                                         kind="stable")
     pairs = list(zip(movie_tags["tag"].tolist(), movie_tags["weight"].tolist(), strict=True))

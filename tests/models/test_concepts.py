@@ -93,6 +93,17 @@ def test_a_tag_only_one_person_uses_is_not_a_concept() -> None:
     v = build_vocabulary(cat, events, min_items=2)
     assert "my dvds" not in v.names and "foqam" not in v.names
     assert "noir" in v.names and "dark" in v.names
+    # HetRec's weight counts applications, not people: with the HetRec users' counts
+    # (Dataset.hetrec_taggers) a tag that one person applied twice to a film is out
+    v = build_vocabulary(cat, events, min_items=2, hetrec_taggers={"dark": 1})
+    assert "dark" not in v.names and "noir" in v.names
+    assert "dark" in build_vocabulary(cat, events, min_items=2,
+                                      hetrec_taggers={"dark": 2}).names
+    # ... while a name two MovieLens users share keeps its HetRec films (they count
+    # toward min_items), whoever applied them in HetRec
+    cat["hetrec_tags"] = [[], [], [("noir", 1)], [("noir", 1)], [], []]
+    v = build_vocabulary(cat, events, min_items=4, hetrec_taggers={})
+    assert v.counts.toarray()[v.index("noir")].tolist() == [1, 1, 1, 1, 0, 0]
     # without tag events, the catalog's own tags need two applications to one item
     cat["tags"] = [["mine", "ours", "ours"], ["mine", "ours"], [], [], [], []]
     v = build_vocabulary(cat, None, min_items=2)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.concepts import build_vocabulary
 from models.data.datasets import DATASETS, build_catalog, load_dataset
 
 
@@ -70,3 +71,11 @@ def test_ml_latest_small_end_to_end(real_data_dir: Path) -> None:
         assert cat.loc[47, "directors"] == []
     with_director = sum(1 for d in ds.catalog["directors"] if d)
     assert with_director == 4194  # of the 6,298 positive items; 6,050 trusted overall
+    # HetRec's weight counts applications: "tumeys dvds", one user's filing tag, has
+    # weight 2 on a film; the users file shows it is one person's
+    assert ds.hetrec_taggers is not None and ds.hetrec_taggers["tumeys dvds"] == 1
+    assert ds.hetrec_taggers["dark comedy"] >= 2
+    vocab = build_vocabulary(ds.catalog, ds.tag_events, hetrec_taggers=ds.hetrec_taggers)
+    assert "tumeys dvds" not in vocab.names and "watched 2007" not in vocab.names
+    assert "dark comedy" in vocab.names and len(vocab.names) == 365
+    assert "tumeys dvds" in build_vocabulary(ds.catalog, ds.tag_events).names

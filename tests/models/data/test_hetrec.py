@@ -73,28 +73,35 @@ def test_metadata_of_trusted_movies(tmp_path: Path) -> None:
     assert rows.loc[3, "tags"] == [("earth", 2)]
 
 
-def test_tags_one_person_applied_are_dropped(tmp_path: Path) -> None:
-    """A tag fewer than two HetRec users applied (user_taggedmovies.dat) is a personal
-    filing tag, whatever movie_tags.dat's weight says: one user who tagged a film twice
-    gives it weight 2 ("tumeys dvds" on ml-latest-small). Users are counted by the tag's
-    normalised name, so two spellings by two users make one shared tag."""
+def test_taggers_are_counted_by_name_and_person(tmp_path: Path) -> None:
+    """movie_tags.dat's weight counts applications, so it cannot tell one person's
+    filing tag from a shared one; user_taggedmovies.dat can. Users are counted per
+    normalised name: two spellings by two users make one tag two people use."""
     files = dict(FILES)
     files["tags.dat"] = (b"id\tvalue\n7\tearth\n13\tpixar\n14\t Pixar \n31\ttumeys dvds\n"
                          b"40\tsf\n")
-    files["movie_tags.dat"] = (b"movieID\ttagID\ttagWeight\n1\t7\t1\n1\t13\t1\n1\t31\t1\n"
-                               b"3\t31\t2\n3\t14\t1\n3\t40\t3\n")
     rows = "".join(f"{u}\t{m}\t{t}\t1\t1\t2008\t0\t0\t0\n" for u, m, t in (
         (5, 1, 7), (6, 3, 7),            # earth: two users
         (5, 1, 13), (6, 3, 14),          # pixar / " Pixar ": two users, one name
-        (9, 1, 31), (9, 3, 31), (9, 3, 31)))  # tumeys dvds: one user, three times
+        (9, 1, 31), (9, 3, 31),          # tumeys dvds: one user, two films
+        (9, 1, 99)))                     # a tag id tags.dat does not name
     files["user_taggedmovies.dat"] = ("\t".join(hetrec._USER_TAGS_HEADER) + "\n" + rows).encode()
-    md = hetrec.load_metadata(links_frame(), write(tmp_path / "h", files)).set_index("item")
-    assert md.loc[1, "tags"] == [("earth", 1), ("pixar", 1)]
-    assert md.loc[3, "tags"] == [(" Pixar ", 1)]     # "sf": no user applied it at all
-    names = pd.Series(["earth", "pixar", " Pixar ", "tumeys dvds", "sf"], index=[7, 13, 14, 31, 40],
-                      name="tag").to_frame()
-    users = pd.DataFrame({"user": [5, 6, 5, 6, 9], "tag_id": [7, 7, 13, 14, 31]})
-    assert hetrec.personal_tags(users, names) == {"tumeys dvds", "sf"}
+    files["movie_tags.dat"] = b"movieID\ttagID\ttagWeight\n1\t7\t1\n1\t13\t3\n1\t31\t2\n"
+    root = write(tmp_path / "h", files)
+    assert hetrec.tagger_counts(root) == {"earth": 2, "pixar": 2, "tumeys dvds": 1}
+    # the metadata keeps every movie_tags row: the vocabulary decides (models.concepts)
+    md = hetrec.load_metadata(links_frame(), root).set_index("item")
+    assert md.loc[1, "tags"] == [("pixar", 3), ("tumeys dvds", 2), ("earth", 1)]
+
+
+def test_taggers_file_missing_is_said_and_counts_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    files = {k: v for k, v in FILES.items() if k != hetrec.TAGGERS_FILE}
+    root = write(tmp_path / "h", files)
+    with caplog.at_level("WARNING"):
+        assert hetrec.tagger_counts(root) is None
+    assert hetrec.TAGGERS_FILE in caplog.text
+    assert hetrec.load_metadata(links_frame(), root)["item"].tolist() == [1, 2, 3]
 
 
 def test_trust_report_counts(tmp_path: Path) -> None:
