@@ -33,7 +33,7 @@ class Dataset:
     tag_events: user, item, tag rows (MovieLens user tags), for counting concepts on
     training users only (method.md §5); metadata_sources: which files fed the catalog;
     hetrec_taggers: normalised HetRec tag name -> how many HetRec users applied it
-    (hetrec.tagger_counts), None without HetRec tags or without its users file."""
+    (hetrec.tagger_counts; empty if HetRec lacks its users file), None without HetRec."""
 
     name: str
     interactions: Interactions

@@ -139,15 +139,16 @@ def count_taggers(user_tags: pd.DataFrame, tag_text: pd.DataFrame) -> dict[str, 
     return {str(n): int(c) for n, c in taggers.items()}
 
 
-def tagger_counts(data_dir: str | Path | None = None) -> dict[str, int] | None:
+def tagger_counts(data_dir: str | Path | None = None) -> dict[str, int]:
     """How many HetRec users applied each tag name (`count_taggers` over TAGGERS_FILE);
-    None, with a warning naming the file, where the HetRec copy lacks it."""
+    empty, with a warning naming the file, where the HetRec copy lacks it (then no HetRec
+    tag shows two people, rather than every weight passing for two)."""
     files = resolve(NAME, data_dir)
     if not files.exists(TAGGERS_FILE):
         log.warning("HetRec: %s is missing, so no HetRec tag shows that two people use "
                     "it; HetRec tags become concepts only with other evidence (two "
                     "MovieLens users, or another kind)", files.path_for_messages(TAGGERS_FILE))
-        return None
+        return {}
     tag_text = _read(files, "tags.dat", TAGS).drop_duplicates("tag_id").set_index("tag_id")
     return count_taggers(_read(files, TAGGERS_FILE, USER_TAGS), tag_text)
 
