@@ -75,7 +75,7 @@ TOP_ITEMS = 20
 
 normalize = normalize_name
 """Lowercase, strip, collapse inner whitespace: ' Sci-Fi ' -> 'sci-fi' (shared with the
-data loaders, which drop one-person HetRec tags by the same names)."""
+data loaders: hetrec.count_taggers counts HetRec users by the same names)."""
 
 
 def concept_row(names: list[str], name: str) -> int:
@@ -172,7 +172,7 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
             events = events.loc[~events["user"].isin(np.asarray(exclude_users))]
         taggers = events.assign(name=events["tag"].astype(str).map(normalize)).groupby(
             "name")["user"].nunique()
-        shared.update(taggers.index[taggers >= 2])
+        shared.update(taggers.index[taggers >= MIN_TAGGERS])
         row_of = pd.Series(np.arange(n_items), index=catalog["item"].to_numpy())
         rows = row_of.reindex(events["item"].to_numpy()).to_numpy()
         known = ~np.isnan(rows)
