@@ -21,15 +21,24 @@ import httpx
 import numpy as np
 import torch
 
+from models.bundle import Bundle, load_bundle
+from models.concepts import ConceptVocabulary, build_vocabulary
 from models.config import SAEConfig, TrainConfig, defaults_for
-from models.data.datasets import load_dataset
+from models.data.datasets import Dataset, load_dataset
 from models.data.interactions import Interactions, Split, kfold_splits
 from models.elsa import ELSA
 from models.evaluate import SAEStats, machine_info, sae_stats
 from models.metrics import paired_bootstrap
+from models.pipeline import MIN_CONCEPT_ITEMS
 from models.recommender import Recommender
 from models.sae import SparseAutoencoder, TopKSAE
-from models.train import evaluate_heldout, resolve_device, train_elsa_for, train_sae
+from models.train import (
+    evaluate_heldout,
+    resolve_device,
+    train_elsa_for,
+    train_sae,
+    untrained_sae,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -255,6 +264,29 @@ def seeded_command(name: str, report: dict[str, Any]) -> str:
     minutes."""
     return (f"`python -m benchmarks.{name} --folds {report['folds']} --seeds "
             f"{','.join(map(str, report['seeds']))}` ({report['seconds'] / 60:.0f} min)")
+
+
+@dataclass(frozen=True)
+class BundleLabelling:
+    """What the label benchmarks read: the bundle, its dataset, the concept vocabulary
+    built as the bundle's was (models.pipeline.label_knobs), and the untrained control
+    of the bundle's SAE shape (models.train.untrained_sae, seed 1), all on the CPU."""
+
+    bundle: Bundle
+    dataset: Dataset
+    vocab: ConceptVocabulary
+    untrained: SparseAutoencoder
+
+
+def bundle_labelling(path: Path) -> BundleLabelling:
+    torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
+    b = load_bundle(path)
+    ds = load_dataset(b.config["dataset"])
+    vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS,
+                             hetrec_taggers=ds.hetrec_taggers)
+    untrained = untrained_sae(b.elsa, b.interactions.matrix, b.train_config.sae,
+                              torch.device("cpu"), torch.Generator().manual_seed(1))
+    return BundleLabelling(b, ds, vocab, untrained)
 
 
 def write_reports(out: Path, report: dict[str, Any], lines: list[str]) -> None:

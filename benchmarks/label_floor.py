@@ -28,7 +28,6 @@ knobs.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from benchmarks.common import write_reports
-from models.bundle import load_bundle
+from benchmarks.common import bundle_labelling, write_reports
 from models.concepts import (
     MIN_LIFT,
     TOP_ITEMS,
-    build_vocabulary,
     item_codes,
     map_concepts,
     precision_matrix,
     top_items,
 )
-from models.data.datasets import load_dataset
-from models.pipeline import MIN_CONCEPT_ITEMS
-from models.train import untrained_sae
 
 REPO = Path(__file__).resolve().parents[1]
 POP_BANDS = ((1, 1), (2, 4), (5, 19), (20, None))
@@ -78,11 +72,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=2000, help="random lists / seeds per band")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
-    b = load_bundle(args.bundle)
-    ds = load_dataset(b.config["dataset"])
-    vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS,
-                             hetrec_taggers=ds.hetrec_taggers)
+    lab = bundle_labelling(args.bundle)
+    b, vocab = lab.bundle, lab.vocab
     carries = vocab.carries
     n_items = carries.shape[1]
     base = np.asarray(carries.sum(axis=1)).ravel() / n_items
@@ -122,10 +113,8 @@ def main() -> None:
         rows.append(row("ELSA neighbourhoods", f"seed item with {band}",
                         best_enriched(near, carries, base), near))
 
-    untrained = untrained_sae(b.elsa, b.interactions.matrix, b.train_config.sae, dev,
-                              torch.Generator().manual_seed(1))
     density = b.concepts.density
-    for name, sae in (("trained SAE", b.sae), ("untrained SAE", untrained)):
+    for name, sae in (("trained SAE", b.sae), ("untrained SAE", lab.untrained)):
         codes = item_codes(b.elsa, sae, b.elsa.n_items, dev)
         cmap = map_concepts(codes, vocab)
         tops = top_items(codes)

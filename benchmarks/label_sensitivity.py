@@ -13,19 +13,14 @@ what that does to both labels' precision; the bundle keeps the paper's S.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import write_reports
-from models.bundle import load_bundle
-from models.concepts import build_vocabulary, item_codes, map_concepts
-from models.data.datasets import load_dataset
-from models.pipeline import MIN_CONCEPT_ITEMS
+from benchmarks.common import bundle_labelling, write_reports
+from models.concepts import item_codes, map_concepts
 from models.sae import SparseAutoencoder, TopKSAE
-from models.train import untrained_sae
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,14 +38,9 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=REPO / "bundles" / "ml-latest-small")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "label_sensitivity")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("KNOBS_THREADS", "2")))
-    b = load_bundle(args.bundle)
-    ds = load_dataset(b.config["dataset"])
-    vocab = build_vocabulary(ds.catalog, ds.tag_events, min_items=MIN_CONCEPT_ITEMS,
-                             hetrec_taggers=ds.hetrec_taggers)
+    lab = bundle_labelling(args.bundle)
+    b, vocab, untrained = lab.bundle, lab.vocab, lab.untrained
     dev = torch.device("cpu")
-    untrained = untrained_sae(b.elsa, b.interactions.matrix, b.train_config.sae, dev,
-                              torch.Generator().manual_seed(1))
     k = int(b.config["sae"]["k"])
     rows: list[dict[str, Any]] = []
     for name, sae in (("trained", b.sae), ("untrained", untrained)):

@@ -62,10 +62,8 @@ STEER = (KNOBS_METHOD,)
 def variant(base: SAEConfig, name: str) -> SAEConfig:
     shape = SHAPES[name]
     k = shape.get("k", base.k)
-    other = {key: value for key, value in shape.items() if key not in ("h", "k")}
-    return dataclasses.replace(base, h=shape.get("h", base.h), k=k,
-                               refine_candidates=2 * k if base.refine_candidates else 0,
-                               **other)
+    return dataclasses.replace(base, **shape,
+                               refine_candidates=2 * k if base.refine_candidates else 0)
 
 
 def _mean(values: list[float]) -> float:

@@ -129,6 +129,11 @@ def trust_report(links: pd.DataFrame, data_dir: str | Path | None = None) -> Tru
     return _trust(links, _read(files, "movies.dat", MOVIES))[0]
 
 
+def _tag_text(files: DatasetFiles) -> pd.DataFrame:
+    """tags.dat: each tag id's text (column tag), indexed by unique tag_id."""
+    return _read(files, "tags.dat", TAGS).drop_duplicates("tag_id").set_index("tag_id")
+
+
 def count_taggers(user_tags: pd.DataFrame, tag_text: pd.DataFrame) -> dict[str, int]:
     """Normalised tag name -> how many distinct users applied it in `user_tags` (rows of
     user_taggedmovies.dat), `tag_text` giving each tag id's text (tags.dat, unique ids).
@@ -149,8 +154,7 @@ def tagger_counts(data_dir: str | Path | None = None) -> dict[str, int]:
                     "it; HetRec tags become concepts only with other evidence (two "
                     "MovieLens users, or another kind)", files.path_for_messages(TAGGERS_FILE))
         return {}
-    tag_text = _read(files, "tags.dat", TAGS).drop_duplicates("tag_id").set_index("tag_id")
-    return count_taggers(_read(files, TAGGERS_FILE, USER_TAGS), tag_text)
+    return count_taggers(_read(files, TAGGERS_FILE, USER_TAGS), _tag_text(files))
 
 
 def _lists(frame: pd.DataFrame, column: str, items: pd.Index) -> pd.Series:
@@ -180,7 +184,7 @@ def load_metadata(links: pd.DataFrame, data_dir: str | Path | None = None) -> pd
     countries = countries.loc[countries["country"].str.strip() != ""]
     genres = _read(files, "movie_genres.dat", GENRES)
     movie_tags = _read(files, "movie_tags.dat", MOVIE_TAGS)
-    tag_text = _read(files, "tags.dat", TAGS).drop_duplicates("tag_id").set_index("tag_id")
+    tag_text = _tag_text(files)
     unknown = ~movie_tags["tag_id"].isin(tag_text.index)
     if unknown.any():
         log.warning("HetRec movie_tags.dat: %d rows name tag ids missing from tags.dat; "
