@@ -69,7 +69,10 @@ _CONCEPT_ARRAYS: dict[str, tuple[tuple[str | int, ...], torch.dtype]] = {
 _NAN_OK = frozenset({"precision", "paper_precision", "confidence", "entropy_decrease",
                      "density"})
 CATALOG_FIELDS = ("item", "title", "year", "genres", "tags", "hetrec_tags", "directors",
-                  "countries")
+                  "countries", "authors", "shelves")
+OPTIONAL_LISTS = ("authors", "shelves")
+"""Catalog columns added after format 5 was fixed (books): a bundle without them reads
+them as empty lists."""
 
 
 class BundleError(ValueError):
@@ -166,6 +169,10 @@ def save_bundle(out: str | Path, *, dataset: str, elsa: ELSA, sae: SparseAutoenc
                    "user_ids": torch.from_numpy(data.users.ids.astype(np.int64)),
                    "item_ids": torch.from_numpy(data.items.ids.astype(np.int64))},
                   str(tmp / "interactions.safetensors"))
+        catalog = catalog.copy()
+        for column in OPTIONAL_LISTS:
+            if column not in catalog:
+                catalog[column] = [[] for _ in range(len(catalog))]
         with (tmp / "catalog.jsonl").open("w", encoding="utf-8") as f:
             for row in catalog[list(CATALOG_FIELDS)].itertuples(index=False):
                 f.write(json.dumps({k: _jsonable(v) for k, v in zip(CATALOG_FIELDS, row,
@@ -252,7 +259,7 @@ def verify_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-CATALOG_LISTS = ("genres", "tags", "directors", "countries")
+CATALOG_LISTS = ("genres", "tags", "directors", "countries", "authors")
 
 
 def _check_catalog(f: Path, catalog: pd.DataFrame) -> None:
@@ -280,6 +287,10 @@ def _check_catalog(f: Path, catalog: pd.DataFrame) -> None:
     bad("hetrec_tags", lambda v: isinstance(v, list) and all(     # [tag, weight] pairs
         isinstance(x, list) and len(x) == 2 and isinstance(x[0], str)
         and isinstance(x[1], int) and not isinstance(x[1], bool) for x in v))
+    bad("shelves", lambda v: isinstance(v, list) and all(         # [shelf, strength] pairs
+        isinstance(x, list) and len(x) == 2 and isinstance(x[0], str)
+        and isinstance(x[1], int | float) and not isinstance(x[1], bool)
+        and 0 < x[1] <= 1 for x in v))
 
 
 def _tensors(f: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
@@ -387,6 +398,9 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         catalog = pd.read_json(path / "catalog.jsonl", lines=True, dtype=False)
     except ValueError as exc:
         raise BundleError(f"{path / 'catalog.jsonl'}: not valid JSON lines ({exc})") from exc
+    for column in OPTIONAL_LISTS:
+        if column not in catalog and len(catalog):
+            catalog[column] = [[] for _ in range(len(catalog))]
     _check_catalog(path / "catalog.jsonl", catalog)
     if len(catalog) != n_items or not np.array_equal(catalog["item"].to_numpy(),
                                                      interactions.items.ids):

@@ -1,8 +1,9 @@
 """From SAE neurons to named concepts (method.md §5).
 
 1. A concept vocabulary from item metadata (`build_vocabulary`): genres, release decades,
-   MovieLens user tags, HetRec tags, directors and countries, normalised and merged, with
-   counts C [concepts, items].
+   MovieLens user tags, HetRec tags, directors and countries; for books, authors and the
+   content shelves of models.data.shelves; normalised and merged, with counts
+   C [concepts, items].
 2. S [items, h]: every item's one-hot through the backbone encoder and the SAE encoder
    (`item_codes`).
 3. P = C with rows divided by their sums; M = P S [concepts, h].
@@ -52,7 +53,7 @@ from models.multvae import MultVAE
 from models.sae import SparseAutoencoder
 from models.train import embed_rows
 
-KINDS: tuple[str, ...] = ("genre", "decade", "director", "country", "tag")
+KINDS: tuple[str, ...] = ("genre", "decade", "director", "author", "country", "tag")
 """Concept kinds. A name found in several sources is one concept, shown as the kind that
 gives it the most items (ties in this order): "sci-fi" is a genre on far more films than
 carry the tag, "tom hanks" a tag on more films than he directed. Decades ("1990s") come
@@ -146,7 +147,10 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
     item in the catalog's `tags`. That drops personal filing tags ("foqam", "tumeys
     dvds") that one user put on hundreds of films: HetRec's weight counts applications,
     not people, so one user's tag can weigh 2. It also drops filing tags that several
-    people use now and then, unless a film got one twice.
+    people use now and then, unless a film got one twice. A book's shelf (the catalog's
+    `shelves`, weighted by its strength on the book) is shared: models.data.shelves keeps
+    only shelves that at least MIN_SHELVERS users put the book on, and it has already
+    dropped status, format, ownership, opinion and year shelves.
     """
     unknown = set(kinds) - set(KINDS)
     if unknown:
@@ -162,8 +166,10 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
         ("genre", _catalog_pairs(catalog, "genres")),
         ("decade", decades),
         ("director", _catalog_pairs(catalog, "directors")),
+        ("author", _catalog_pairs(catalog, "authors")),
         ("country", _catalog_pairs(catalog, "countries")),
         ("hetrec", _catalog_pairs(catalog, "hetrec_tags")),
+        ("shelf", _catalog_pairs(catalog, "shelves")),
     ]
     shared: set[str] = set()          # tag names with evidence of two or more people
     if tag_events is not None:
@@ -185,7 +191,7 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
     cells: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     kind_items: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
     for source, pairs in sources:
-        kind = "tag" if source == "hetrec" else source
+        kind = "tag" if source in ("hetrec", "shelf") else source
         if kind not in kinds:
             continue
         for row, text, count in pairs:
@@ -198,7 +204,8 @@ def build_vocabulary(catalog: pd.DataFrame, tag_events: pd.DataFrame | None = No
                 if count >= 2 and (hetrec_taggers is None
                                    or hetrec_taggers.get(name, 0) >= MIN_TAGGERS):
                     shared.add(name)
-            elif kind == "tag" and tag_events is None and cells[name][row] >= 2:
+            elif source == "shelf" or (kind == "tag" and tag_events is None
+                                       and cells[name][row] >= 2):
                 shared.add(name)
     names = sorted(n for n, items in cells.items() if len(items) >= min_items
                    and (name_has_other_kind(kind_items[n]) or n in shared))

@@ -4,7 +4,9 @@ vocabularies, method.md §1) and an item catalog aligned with the item vocabular
 Catalog columns (one row per item of the vocabulary, in its order):
   item: external id; title: str; year: Int64; genres: list[str];
   tags: list[str] user tags (MovieLens tags.csv; one entry per application);
-  hetrec_tags: list[tuple[str, int]]; directors, countries: list[str] (HetRec, trusted only).
+  hetrec_tags: list[tuple[str, int]]; directors, countries: list[str] (HetRec, trusted only);
+  authors: list[str] (books); shelves: list[tuple[str, float]] content shelves other than
+  genres, with their strength on the book (books; models.data.shelves).
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.data import hetrec, movielens, msd
+from models.data import goodbooks, hetrec, movielens, msd, shelves
 from models.data.download import DataUnavailableError
 from models.data.interactions import Interactions, positives_from_ratings
 from models.data.synthetic import make_synthetic
 
 log = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = (*movielens.DATASETS, "msd", "synthetic")
-_LIST_COLUMNS = ("genres", "tags", "hetrec_tags", "directors", "countries")
+DATASETS: tuple[str, ...] = (*movielens.DATASETS, goodbooks.NAME, "msd", "synthetic")
+_LIST_COLUMNS = ("genres", "tags", "hetrec_tags", "directors", "countries", "authors",
+                 "shelves")
 
 
 @dataclass(frozen=True)
@@ -68,17 +71,57 @@ def build_catalog(item_ids: np.ndarray, movies: pd.DataFrame, tags: pd.DataFrame
         for col in ("hetrec_tags", "directors", "countries"):
             cat[col] = _empty_lists(len(cat))
     cat["genres"] = [g if isinstance(g, list) else [] for g in cat["genres"]]
+    for col in ("authors", "shelves"):
+        cat[col] = _empty_lists(len(cat))
+    return cat
+
+
+def book_catalog(item_ids: np.ndarray, books: pd.DataFrame,
+                 concepts: shelves.BookConcepts) -> pd.DataFrame:
+    """goodbooks-10k's catalog: titles, years and authors from books.csv; the genres a
+    book carries (strongest first) and its other content shelves with their strength."""
+    empty = pd.DataFrame({"user": [], "item": [], "tag": []})
+    cat = build_catalog(item_ids, books.assign(genres=_empty_lists(len(books)).to_numpy()),
+                        empty, None)
+    cat["authors"] = books.set_index("item")["authors"].reindex(cat["item"]).tolist()
+    carried = concepts.carried
+    genres = carried.loc[carried["kind"] == "genre"].groupby("item")["name"].agg(list)
+    tags = carried.loc[carried["kind"] == "tag"]
+    pairs = pd.Series(list(zip(tags["name"], tags["strength"], strict=True)),
+                      index=tags.index).groupby(tags["item"]).agg(list)
+    cat["genres"] = [genres.get(i, []) for i in cat["item"]]
+    cat["shelves"] = [pairs.get(i, []) for i in cat["item"]]
+    cat["authors"] = [a if isinstance(a, list) else [] for a in cat["authors"]]
     return cat
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, *,
-                 hetrec_metadata: bool = True, seed: int = 0) -> Dataset:
+                 hetrec_metadata: bool = True, seed: int = 0,
+                 to_read: bool = False) -> Dataset:
     """Load `name` (one of DATASETS) into the canonical form.
 
     hetrec_metadata: enrich MovieLens catalogs that have links.csv with HetRec directors,
     countries and tags. If HetRec cannot be found or downloaded, a warning says so and
     the catalog carries MovieLens genres and tags only (metadata_sources tells).
+    to_read: goodbooks-10k only; count "to read" marks as positives too
+    (models.data.goodbooks.load_ratings). Off by default.
     """
+    if to_read and name != goodbooks.NAME:
+        raise ValueError(f"'to read' marks exist only in {goodbooks.NAME}, not in {name}")
+    if name == goodbooks.NAME:
+        data = positives_from_ratings(goodbooks.load_ratings(data_dir, to_read=to_read))
+        books = goodbooks.load_books(data_dir)
+        concepts = shelves.book_concepts(goodbooks.load_book_tags(books, data_dir),
+                                         books["authors"])
+        empty = pd.DataFrame({"user": pd.Series(dtype="int64"),
+                              "item": pd.Series(dtype="int64"), "tag": pd.Series(dtype=str)})
+        sources = [f"{name} books", f"{name} shelves"]
+        if to_read:
+            sources.append(f"{name} to_read as positives")
+        log.info("%s: %d users, %d books, %d positives", name, data.n_users, data.n_items,
+                 data.nnz)
+        return Dataset(name, data, book_catalog(data.items.ids, books, concepts), empty,
+                       tuple(sources))
     if name == "synthetic":
         syn = make_synthetic(seed=seed)
         data = positives_from_ratings(syn.ratings)

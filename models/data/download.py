@@ -61,6 +61,12 @@ ML_25M_SHA256: str | None = (
 # logged warning and their sha256 is logged so that it can be pinned here.
 HETREC_MOVIELENS_2K_SHA256: str | None = None
 MSD_TRAIN_TRIPLETS_SHA256: str | None = None
+# goodbooks-10k's v1.0 release zip on GitHub (the 6M-rating release; its ratings.csv has the
+# columns user_id,book_id,rating). The author publishes no checksum; this one is the
+# pin of Ludwig's dataset config for the same URL (ludwig/datasets/configs/goodbooks_books).
+GOODBOOKS_10K_SHA256: str | None = (
+    "261b97b56db61f3fb2ce5aadbb13704d30179fcc986c17ace665a0af9ed00731"
+)
 
 
 class DataUnavailableError(RuntimeError):
@@ -115,6 +121,11 @@ SOURCES: dict[str, Source] = {
                HETREC_MOVIELENS_2K_SHA256, None, "hetrec2011-movielens-2k-v2",
                ("movies.dat", "movie_directors.dat", "movie_countries.dat",
                 "movie_genres.dat", "movie_tags.dat", "tags.dat")),
+        Source("goodbooks-10k",
+               "https://github.com/zygmuntz/goodbooks-10k/releases/download/v1.0/"
+               "goodbooks-10k.zip",
+               GOODBOOKS_10K_SHA256, None, "goodbooks-10k",
+               ("books.csv", "ratings.csv", "tags.csv", "book_tags.csv")),
         Source("msd",
                "http://millionsongdataset.com/sites/default/files/challenge/"
                "train_triplets.txt.zip",
@@ -147,20 +158,44 @@ class DatasetFiles(ABC):
 
 
 class FolderFiles(DatasetFiles):
-    """Members are plain files in `root`."""
+    """Members are plain files in `root`, or each alone in a zip of its own beside them
+    (`ratings.csv.zip` holding `ratings.csv`, as goodbooks-10k's large tables are
+    shipped); a plain file wins over its zip."""
 
     def __init__(self, source: Source, root: Path) -> None:
         super().__init__(source)
         self.root = root
 
+    def _zipped(self, member: str) -> Path | None:
+        """`root/member.zip` when there is no plain `root/member` and that zip holds it."""
+        if (self.root / member).is_file():
+            return None
+        archive = self.root / f"{member}.zip"
+        if not archive.is_file():
+            return None
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                return archive if Path(member).name in zf.namelist() else None
+        except zipfile.BadZipFile:
+            log.warning("%s is not a valid zip archive; ignoring it", archive)
+            return None
+
     def open(self, member: str) -> IO[bytes]:
-        return (self.root / member).open("rb")
+        archive = self._zipped(member)
+        if archive is None:
+            return (self.root / member).open("rb")
+        zf = zipfile.ZipFile(archive)
+        try:
+            return zf.open(Path(member).name)
+        finally:
+            zf.close()
 
     def exists(self, member: str) -> bool:
-        return (self.root / member).is_file()
+        return (self.root / member).is_file() or self._zipped(member) is not None
 
     def path_for_messages(self, member: str) -> str:
-        return str(self.root / member)
+        archive = self._zipped(member)
+        return f"{archive}:{Path(member).name}" if archive else str(self.root / member)
 
     def __repr__(self) -> str:
         return f"FolderFiles({self.source.name!r}, {str(self.root)!r})"

@@ -7,7 +7,9 @@ that works must find the concepts, and a test can check that it did.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,3 +81,83 @@ def make_synthetic(n_users: int = 400, n_items: int = 300, n_concepts: int = 8,
     tag_rows = [(1, i + 1, c, 0) for i, n in enumerate(names) for c in n]
     tags = pd.DataFrame(tag_rows, columns=["user", "item", "tag", "timestamp"])
     return Synthetic(ratings, movies, tags, concepts, item_concepts, user_concepts)
+
+
+BOOK_GENRES = ("fantasy", "romance", "mystery", "horror", "science-fiction",
+               "historical-fiction", "poetry", "young-adult", "classics", "humor")
+"""Shelf names the books version of the synthetic data gives its concepts, in order."""
+NOISE_SHELVES = ("to-read", "currently-reading", "favorites", "owned", "kindle",
+                 "read-in-2015", "5-stars", "books-i-own")
+"""Shelves every synthetic book is also on, as real Goodreads books are: no content."""
+
+
+def write_goodbooks(root: Path, syn: Synthetic | None = None, *, zipped: bool = True,
+                    release: str = "old") -> Path:
+    """Write synthetic data in goodbooks-10k's file format under `root` (created), for
+    tests and trials of the loader: books.csv and tags.csv, and ratings.csv,
+    book_tags.csv and to_read.csv (two books each user has not rated), each in a zip
+    of its own (`zipped`) or plain.
+
+    Concepts become genre shelves (BOOK_GENRES; up to 10 concepts), each book is also on
+    NOISE_SHELVES, and each concept's books are written by four authors of their own
+    ("Author 0-1"). release: "old" (`book_id,user_id,rating`) or "new"
+    (`user_id,book_id,rating`). goodreads_book_id is 1000 + book_id. Returns `root`.
+    """
+    syn = syn if syn is not None else make_synthetic()
+    if len(syn.concepts) > len(BOOK_GENRES):
+        raise ValueError(f"at most {len(BOOK_GENRES)} concepts have book genre names")
+    if release not in ("old", "new"):
+        raise ValueError(f"release must be 'old' or 'new', got {release!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    n_items = len(syn.movies)
+    main = syn.item_concepts.argmax(axis=1)
+    books = pd.DataFrame({
+        "book_id": syn.movies["item"], "goodreads_book_id": syn.movies["item"] + 1000,
+        "authors": [f"Author {c}-{i % 4}" for i, c in enumerate(main)],
+        "original_publication_year": syn.movies["year"].astype("float64"),
+        "title": [f"Book {i}" for i in syn.movies["item"]],
+    })
+    header = ("book_id,goodreads_book_id,best_book_id,work_id,books_count,isbn,isbn13,"
+              "authors,original_publication_year,original_title,title,language_code,"
+              "average_rating,ratings_count,work_ratings_count,work_text_reviews_count,"
+              "ratings_1,ratings_2,ratings_3,ratings_4,ratings_5,image_url,small_image_url")
+    lines = [header]
+    for book_id, gr_id, author, year, title in zip(
+            books["book_id"].tolist(), books["goodreads_book_id"].tolist(),
+            books["authors"].tolist(), books["original_publication_year"].tolist(),
+            books["title"].tolist(), strict=True):
+        lines.append(f"{book_id},{gr_id},{gr_id},1,1,,,{author},{year},{title},{title},eng,"
+                     "4.0,10,10,1,0,0,0,5,5,,")
+    (root / "books.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shelf_names = [*BOOK_GENRES[: len(syn.concepts)], *NOISE_SHELVES]
+    (root / "tags.csv").write_text("tag_id,tag_name\n" + "".join(
+        f"{i},{n}\n" for i, n in enumerate(shelf_names)), encoding="utf-8")
+    tag_rows = ["goodreads_book_id,tag_id,count"]
+    for i in range(n_items):
+        for c in np.flatnonzero(syn.item_concepts[i]):
+            tag_rows.append(f"{1001 + i},{c},{50 if c == main[i] else 20}")
+        for j in range(len(NOISE_SHELVES)):
+            tag_rows.append(f"{1001 + i},{len(syn.concepts) + j},{100 + j}")
+    r = syn.ratings
+    if release == "old":
+        ratings = ["book_id,user_id,rating", *(f"{i},{u},{int(x)}" for u, i, x in
+                                               zip(r["user"], r["item"], r["rating"],
+                                                   strict=True))]
+    else:
+        ratings = ["user_id,book_id,rating", *(f"{u},{i},{int(x)}" for u, i, x in
+                                               zip(r["user"], r["item"], r["rating"],
+                                                   strict=True))]
+    rated = set(zip(r["user"].tolist(), r["item"].tolist(), strict=True))
+    marks = [(u, i) for u in sorted(set(r["user"].tolist()))       # two unrated books each
+             for i in (1 + (u * 7) % n_items, 1 + (u * 13 + 5) % n_items)
+             if (u, i) not in rated]
+    to_read = ["user_id,book_id", *(f"{u},{i}" for u, i in dict.fromkeys(marks))]
+    for name, rows in (("ratings.csv", ratings), ("book_tags.csv", tag_rows),
+                       ("to_read.csv", to_read)):
+        text = "\n".join(rows) + "\n"
+        if zipped:
+            with zipfile.ZipFile(root / f"{name}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr(name, text)
+        else:
+            (root / name).write_text(text, encoding="utf-8")
+    return root

@@ -388,10 +388,12 @@ def test_no_pickle_anywhere(tmp_path: Path, interactions: Interactions,
         assert head not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK"), f.name
     repo = Path(__file__).resolve().parents[2]
     for py in [*repo.glob("app/**/*.py"), *repo.glob("models/**/*.py"),
-               *repo.glob("migrations/**/*.py"), *repo.glob("benchmarks/**/*.py")]:
+               *repo.glob("migrations/**/*.py"), *repo.glob("benchmarks/**/*.py"),
+               *repo.glob("experiments/**/*.py")]:
         text = py.read_text()
         for unsafe in ("import pickle", "torch.load(", "allow_pickle=True", "joblib",
-                       "import dill", "cloudpickle", "pd.read_pickle", "shelve"):
+                       "import dill", "cloudpickle", "pd.read_pickle", "import shelve",
+                       "from shelve", "shelve.open"):  # not Goodreads' shelves
             assert unsafe not in text, f"{py.relative_to(repo)}: {unsafe}"
 
 
@@ -428,4 +430,39 @@ def test_a_rehashed_config_and_manifest_are_still_checked(bundle: Path) -> None:
     manifest["files"]["sae.safetensors"] = "trust me"
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"entry 'sae\.safetensors' is not an object"):
+        load_bundle(bundle)
+
+
+def test_book_catalog_columns_round_trip(tmp_path: Path, interactions: Interactions,
+                                         catalog: pd.DataFrame) -> None:
+    books = catalog.assign(
+        authors=[[f"Author {i % 3}", "An Illustrator"] if i % 2 else [f"Author {i % 3}"]
+                 for i in range(len(catalog))],
+        shelves=[[("vampires", 0.5), ("magic", 1.0)] if i % 2 else []
+                 for i in range(len(catalog))])
+    save(tmp_path / "b", interactions, books)
+    loaded = load_bundle(tmp_path / "b").catalog
+    assert loaded["authors"].tolist() == books["authors"].tolist()
+    assert loaded["shelves"].tolist()[:2] == [[], [["vampires", 0.5], ["magic", 1.0]]]
+
+
+def test_catalog_without_book_columns_reads_them_empty(bundle: Path) -> None:
+    path = bundle / "catalog.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({k: v for k, v in r.items()
+                                        if k not in ("authors", "shelves")}) + "\n"
+                            for r in rows))
+    update_manifest(bundle, "catalog.jsonl")
+    cat = load_bundle(bundle).catalog
+    assert cat["authors"].tolist() == [[]] * len(rows) == cat["shelves"].tolist()
+
+
+@pytest.mark.parametrize("shelf", [["vampires", 0], ["vampires", 1.5], ["vampires"], [3, 0.5]])
+def test_bad_shelf_pair_names_row_and_column(bundle: Path, shelf: list[Any]) -> None:
+    path = bundle / "catalog.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[1]["shelves"] = [shelf]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    update_manifest(bundle, "catalog.jsonl")
+    with pytest.raises(BundleError, match="row 2: shelves"):
         load_bundle(bundle)

@@ -251,3 +251,50 @@ def test_sources_table_is_complete() -> None:
     for src in download.SOURCES.values():
         assert src.sha256 is None or len(src.sha256) == 64
         assert src.members
+
+
+# --- goodbooks-10k: a release zip, or a folder with a zip per table ---------------------
+
+GOODBOOKS_FILES = {
+    "books.csv": "book_id,goodreads_book_id\n",
+    "ratings.csv": "user_id,book_id,rating\n1,1,5\n",
+    "tags.csv": "tag_id,tag_name\n",
+    "book_tags.csv": "goodreads_book_id,tag_id,count\n",
+}
+
+
+def test_goodbooks_offline_names_the_folder_to_point_at(isolated: Path) -> None:
+    with pytest.raises(DataUnavailableError) as info:
+        resolve("goodbooks-10k")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("cannot download goodbooks-10k from")
+    assert ("set KNOBS_DATA_DIR to the folder that holds goodbooks-10k/ or "
+            "goodbooks-10k.zip") in msg
+
+
+def test_goodbooks_release_zip_is_downloaded_and_checked(serve: dict[str, bytes],
+                                                         isolated: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    body = zip_bytes(GOODBOOKS_FILES, None)
+    serve["/goodbooks-10k.zip"] = body
+    assert len(download.SOURCES["goodbooks-10k"].sha256 or "") == 64   # pinned
+    point_source(monkeypatch, "goodbooks-10k",
+                 url=serve["__base__"].decode() + "/goodbooks-10k.zip",
+                 sha256=hashlib.sha256(body).hexdigest())
+    files = resolve("goodbooks-10k")
+    assert isinstance(files, ZipFiles) and files.prefix == ""
+    assert read(files, "ratings.csv") == GOODBOOKS_FILES["ratings.csv"]
+
+
+def test_a_folder_may_keep_each_table_in_its_own_zip(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "goodbooks-10k",
+                        {k: v for k, v in GOODBOOKS_FILES.items() if k != "ratings.csv"})
+    assert download.find_in(download.SOURCES["goodbooks-10k"], tmp_path) is None
+    write_zip(root / "ratings.csv.zip", {"ratings.csv": GOODBOOKS_FILES["ratings.csv"]}, None)
+    files = resolve("goodbooks-10k", data_dir=tmp_path)
+    assert isinstance(files, FolderFiles)
+    assert read(files, "ratings.csv") == GOODBOOKS_FILES["ratings.csv"]
+    assert files.path_for_messages("ratings.csv") == f"{root}/ratings.csv.zip:ratings.csv"
+    (root / "ratings.csv.zip").write_bytes(b"not a zip")
+    assert not files.exists("ratings.csv")
