@@ -3,8 +3,18 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-BUNDLE ?= bundles/ml-latest-small
 DATASET ?= ml-latest-small
+BUNDLE ?= bundles/$(DATASET)
+# ml-latest-small's reports sit in reports/, every other dataset's in reports/<dataset>/.
+# Small data is compared over 5 folds of users; goodbooks-10k (29k users) on one 80/10/10
+# split, whose 2,900 test users are enough.
+ifeq ($(DATASET),ml-latest-small)
+REPORTS ?= reports
+SPLIT ?= --split folds --folds 5
+else
+REPORTS ?= reports/$(DATASET)
+SPLIT ?= --split holdout
+endif
 
 # Real data: ../shared/datasets when it is there (these machines have no internet);
 # otherwise the loaders download from GroupLens into data/. Set KNOBS_DATA_DIR to override.
@@ -16,7 +26,7 @@ endif
 endif
 
 .PHONY: install frontend browser demo data bundle migrate test lint report steering bench \
-	perf durability clean
+	perf durability vocabulary clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,16 +87,23 @@ lint: install
 test: lint frontend browser
 	KNOBS_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
-# Regenerate reports/quality.{json,md}: the 5-fold comparison (about 10 minutes on 2 cores).
+# Regenerate $(REPORTS)/quality.{json,md}: every model on the same test users (about 10
+# minutes on 2 cores for ml-latest-small's 5 folds).
 report: install
-	$(BIN)/knobs evaluate --dataset $(DATASET) --folds 5 --no-progress \
-	  --json reports/quality.json --md reports/quality.md
+	$(BIN)/knobs evaluate --dataset $(DATASET) $(SPLIT) --no-progress \
+	  --json $(REPORTS)/quality.json --md $(REPORTS)/quality.md
 
-# Regenerate reports/steering.{json,md,png}: labels and steering toward concepts, 5 folds
-# (about 8 minutes on 2 cores).
+# Regenerate $(REPORTS)/steering.{json,md,png}: labels and steering toward concepts (about
+# 8 minutes on 2 cores for ml-latest-small).
 steering: install
-	$(BIN)/knobs steer-eval --dataset $(DATASET) --folds 5 --no-progress \
-	  --json reports/steering.json --md reports/steering.md --plot reports/steering.png
+	$(BIN)/knobs steer-eval --dataset $(DATASET) $(SPLIT) --no-progress \
+	  --json $(REPORTS)/steering.json --md $(REPORTS)/steering.md \
+	  --plot $(REPORTS)/steering.png
+
+# goodbooks-10k's concept vocabulary: what the shelf filter keeps
+# -> reports/goodbooks-10k/vocabulary.{json,md} (about 30 s).
+vocabulary: install
+	$(BIN)/python -m benchmarks.book_vocabulary
 
 # Benchmarks that write reports/: training wall time, the SAE augmentation ablation, the
 # trained/untrained SAE and code-refit controls, ELSA variants against EASE, and the

@@ -10,13 +10,19 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from click.core import ParameterSource
+
+if TYPE_CHECKING:
+    from models.evaluate import SplitKind
 
 log = logging.getLogger("knobs")
 
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
+SPLIT = click.Choice(["folds", "holdout"])
+"""models.evaluate.SPLIT_KINDS, spelled out so `knobs --help` needs no torch."""
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -44,6 +50,14 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _split_option(split: SplitKind) -> None:
+    """--folds means K-fold; with --split holdout it would be silently ignored: refuse."""
+    source = click.get_current_context().get_parameter_source("folds")
+    if split == "holdout" and source is not ParameterSource.DEFAULT:
+        _fail(ValueError("--folds is for --split folds; --split holdout is one 80/10/10 "
+                         "user split (drop --folds)"))
+
+
 def _threads() -> None:
     import torch
 
@@ -52,8 +66,14 @@ def _threads() -> None:
         torch.set_num_threads(int(n))
 
 
-def _load(dataset: str, device: str, seed: int, hetrec_metadata: bool = True
-          ) -> tuple[Any, Any]:
+TO_READ = click.option(
+    "--to-read", is_flag=True,
+    help="goodbooks-10k only: count 'to read' marks as positives too (off by default: "
+         "a mark says a reader wants a book, not that they liked it).")
+
+
+def _load(dataset: str, device: str, seed: int, hetrec_metadata: bool = True,
+          to_read: bool = False) -> tuple[Any, Any]:
     """(torch device, Dataset) for a command, or one clear line and exit 2."""
     from models.data.datasets import load_dataset
     from models.data.download import ChecksumMismatchError, DataUnavailableError
@@ -63,9 +83,10 @@ def _load(dataset: str, device: str, seed: int, hetrec_metadata: bool = True
     _threads()
     try:
         dev = resolve_device(device)
-        return dev, load_dataset(dataset, seed=seed, hetrec_metadata=hetrec_metadata)
+        return dev, load_dataset(dataset, seed=seed, hetrec_metadata=hetrec_metadata,
+                                 to_read=to_read)
     except (DataUnavailableError, ChecksumMismatchError, MalformedFileError,
-            RuntimeError) as exc:
+            RuntimeError, ValueError) as exc:
         _fail(exc)
 
 
@@ -78,15 +99,17 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.option("--dataset", required=True, type=_dataset_choice(), help="Dataset name.")
-def data(dataset: str) -> None:
+@TO_READ
+def data(dataset: str, to_read: bool) -> None:
     """Fetch (or find) a dataset, preprocess it, and print its size."""
     from models.data.datasets import load_dataset
     from models.data.download import ChecksumMismatchError, DataUnavailableError
     from models.data.parsing import MalformedFileError
 
     try:
-        ds = load_dataset(dataset)
-    except (DataUnavailableError, ChecksumMismatchError, MalformedFileError) as exc:
+        ds = load_dataset(dataset, to_read=to_read)
+    except (DataUnavailableError, ChecksumMismatchError, MalformedFileError,
+            ValueError) as exc:
         _fail(exc)
     d = ds.interactions
     click.echo(json.dumps({"dataset": dataset, "users": d.n_users, "items": d.n_items,
@@ -101,13 +124,15 @@ def data(dataset: str) -> None:
 @click.option("--device", default="auto", type=DEVICE, show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
-def train(dataset: str, out: Path, device: str, seed: int, progress: bool) -> None:
+@TO_READ
+def train(dataset: str, out: Path, device: str, seed: int, progress: bool,
+          to_read: bool) -> None:
     """Train ELSA and its SAE on DATASET and write a checkpoint bundle to OUT."""
     from models.bundle import save_bundle
     from models.config import defaults_for
     from models.pipeline import label_knobs, train_models
 
-    dev, ds = _load(dataset, device, seed)
+    dev, ds = _load(dataset, device, seed, to_read=to_read)
     cfg = defaults_for(ds.interactions.n_users, seed)
     log.info("training on %s (%s)", dev, dataset)
     trained = train_models(ds.interactions, cfg, dev, progress)
@@ -133,23 +158,28 @@ def train(dataset: str, out: Path, device: str, seed: int, progress: bool) -> No
 
 @main.command()
 @click.option("--dataset", required=True, type=_dataset_choice(), help="Dataset name.")
+@click.option("--split", default="folds", show_default=True, type=SPLIT,
+              help="folds: K-fold over users, every user tested once (small data); "
+                   "holdout: one seeded 80/10/10 user split (large data).")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2),
-              help="K-fold over users.")
+              help="K, with --split folds.")
 @click.option("--json", "json_path", required=True, type=click.Path(path_type=Path))
 @click.option("--md", "md_path", required=True, type=click.Path(path_type=Path))
 @click.option("--device", default="auto", type=DEVICE, show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
-def evaluate(dataset: str, folds: int, json_path: Path, md_path: Path, device: str,
-             seed: int, progress: bool) -> None:
+@TO_READ
+def evaluate(dataset: str, split: SplitKind, folds: int, json_path: Path, md_path: Path,
+             device: str, seed: int, progress: bool, to_read: bool) -> None:
     """Compare popularity, EASE, ELSA, ELSA+SAE, MultVAE and MultVAE+SAE."""
     from models.config import defaults_for
     from models.evaluate import run_evaluation, write_markdown
 
-    dev, ds = _load(dataset, device, seed, hetrec_metadata=False)
+    _split_option(split)
+    dev, ds = _load(dataset, device, seed, hetrec_metadata=False, to_read=to_read)
     cfg = defaults_for(ds.interactions.n_users, seed)
     report: dict[str, Any] = run_evaluation(ds.interactions, cfg, folds, dev, dataset,
-                                            progress)
+                                            progress, splits=split)
     _atomic_write(json_path, json.dumps(report, indent=2) + "\n")
     _atomic_write(md_path, write_markdown(report))
     click.echo(write_markdown(report))
@@ -157,8 +187,11 @@ def evaluate(dataset: str, folds: int, json_path: Path, md_path: Path, device: s
 
 @main.command("steer-eval")
 @click.option("--dataset", required=True, type=_dataset_choice(), help="Dataset name.")
+@click.option("--split", default="folds", show_default=True, type=SPLIT,
+              help="folds: K-fold over users, every user tested once (small data); "
+                   "holdout: one seeded 80/10/10 user split (large data).")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2),
-              help="K-fold over users.")
+              help="K, with --split folds.")
 @click.option("--json", "json_path", required=True, type=click.Path(path_type=Path))
 @click.option("--md", "md_path", required=True, type=click.Path(path_type=Path))
 @click.option("--plot", "plot_path", required=True, type=click.Path(path_type=Path),
@@ -166,20 +199,23 @@ def evaluate(dataset: str, folds: int, json_path: Path, md_path: Path, device: s
 @click.option("--device", default="auto", type=DEVICE, show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
-def steer_eval(dataset: str, folds: int, json_path: Path, md_path: Path, plot_path: Path,
-               device: str, seed: int, progress: bool) -> None:
-    """Label each fold's SAE and measure steering toward concepts (method.md §5-§6)."""
+@TO_READ
+def steer_eval(dataset: str, split: SplitKind, folds: int, json_path: Path, md_path: Path,
+               plot_path: Path, device: str, seed: int, progress: bool, to_read: bool) -> None:
+    """Label each split's SAE and measure steering toward concepts (method.md §5-§6)."""
     from models.config import defaults_for
     from models.steer_eval import plot, run_steering_evaluation, write_markdown
 
     if plot_path.suffix.lower() != ".png":
         _fail(ValueError(f"--plot {plot_path}: the plot is written as PNG; name it *.png"))
-    dev, ds = _load(dataset, device, seed)
+    _split_option(split)
+    dev, ds = _load(dataset, device, seed, to_read=to_read)
     cfg = defaults_for(ds.interactions.n_users, seed)
     try:
         report = run_steering_evaluation(ds.interactions, ds.catalog, ds.tag_events, cfg,
                                          folds, dev, dataset, progress,
-                                         hetrec_taggers=ds.hetrec_taggers)
+                                         hetrec_taggers=ds.hetrec_taggers,
+                                         splits=split)
     except ValueError as exc:
         _fail(exc)
     _atomic_write(json_path, json.dumps(report, indent=2) + "\n")

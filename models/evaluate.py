@@ -1,6 +1,7 @@
 """The offline comparison of method.md §1: every model on the same test users, K folds over
-users for small data, means with standard errors and paired per-user differences with
-bootstrap CIs. Produces the dict behind reports/quality.{json,md}."""
+users for small data or one seeded 80/10/10 user split for large data, means with standard
+errors and paired per-user differences with bootstrap CIs. Produces the dict behind
+reports/quality.{json,md}."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import math
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,7 +21,7 @@ import torch
 
 from models.baselines import Popularity
 from models.config import TrainConfig
-from models.data.interactions import Interactions, Split, kfold_splits
+from models.data.interactions import Interactions, Split, holdout_split, kfold_splits
 from models.elsa import ELSA
 from models.metrics import mean_se, paired_bootstrap
 from models.multvae import MultVAE
@@ -35,6 +37,11 @@ from models.train import (
 )
 
 log = logging.getLogger(__name__)
+
+SplitKind = Literal["folds", "holdout"]
+"""folds: K folds over users, every user a test user once (Knobs, for small data);
+holdout: one seeded 80/10/10 user split, a tenth of the users tested (method.md §1)."""
+SPLIT_KINDS: tuple[str, ...] = get_args(SplitKind)
 
 MODEL_NAMES = ("popularity", "ease", "elsa", "elsa+sae", "multvae", "multvae+sae")
 PAIRS = (("elsa+sae", "elsa"), ("elsa", "ease"), ("multvae+sae", "multvae"),
@@ -122,22 +129,39 @@ def evaluate_fold(split: Split, cfg: TrainConfig, device: torch.device,
     return res
 
 
+def user_splits(data: Interactions, splits: SplitKind, folds: int, seed: int
+                ) -> Iterator[Split]:
+    """The splits of the protocol `splits` (`SplitKind`), seeded by `seed`; `folds` is K
+    for "folds" and not used by "holdout"."""
+    if splits == "folds":
+        return kfold_splits(data, folds, seed)
+    if splits == "holdout":
+        return iter([holdout_split(data, seed)])
+    raise ValueError(f"splits must be one of {', '.join(SPLIT_KINDS)}, got {splits!r}")
+
+
 def run_evaluation(data: Interactions, cfg: TrainConfig, folds: int, device: torch.device,
-                   dataset: str, progress: bool = True) -> dict[str, Any]:
-    """K-fold evaluation over users; returns the report dict (see `write_markdown`)."""
+                   dataset: str, progress: bool = True, splits: SplitKind = "folds"
+                   ) -> dict[str, Any]:
+    """Evaluate on K folds over users (`splits="folds"`) or on the test users of one
+    80/10/10 split (`"holdout"`, `folds` unused); returns the report dict (see
+    `write_markdown`)."""
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(cfg.seed)
     results: list[FoldResult] = []
-    for f, split in enumerate(kfold_splits(data, folds, cfg.seed)):
-        log.info("fold %d/%d: %d train, %d validation, %d test users", f + 1, folds,
+    for f, split in enumerate(user_splits(data, splits, folds, cfg.seed)):
+        log.info("%s, split %d: %d train, %d validation, %d test users", splits, f + 1,
                  split.train.shape[0], len(split.val.users), len(split.test.users))
         results.append(evaluate_fold(split, cfg, device, generator, progress))
-    return summarize(results, data, cfg, folds, dataset, device,
+    return summarize(results, data, cfg, splits, dataset, device,
                      time.perf_counter() - started)
 
 
-def summarize(results: list[FoldResult], data: Interactions, cfg: TrainConfig, folds: int,
-              dataset: str, device: torch.device, seconds: float) -> dict[str, Any]:
+def summarize(results: list[FoldResult], data: Interactions, cfg: TrainConfig,
+              splits: SplitKind, dataset: str, device: torch.device, seconds: float
+              ) -> dict[str, Any]:
+    """The report dict; its "*_per_fold" lists have one entry per split (one for
+    "holdout"), and protocol["folds"] counts the splits."""
     rng = np.random.default_rng(cfg.seed)
     recall = {m: np.concatenate([r.recall[m] for r in results]) for m in MODEL_NAMES}
     ndcg = {m: np.concatenate([r.ndcg[m] for r in results]) for m in MODEL_NAMES}
@@ -162,8 +186,9 @@ def summarize(results: list[FoldResult], data: Interactions, cfg: TrainConfig, f
         }
     return {
         "dataset": dataset,
-        "protocol": {"folds": folds, "users": data.n_users, "items": data.n_items,
-                     "positives": data.nnz, "test_users": int(len(ndcg["elsa"])),
+        "protocol": {"split": splits, "folds": len(results), "users": data.n_users,
+                     "items": data.n_items, "positives": data.nnz,
+                     "test_users": int(len(ndcg["elsa"])),
                      "seed": cfg.seed, "bootstrap": 10_000, "ci": 0.95},
         "config": cfg.to_dict(),
         "ease_l2_per_fold": [r.ease_l2 for r in results],
@@ -210,19 +235,28 @@ def _fmt(v: float, se: float | None = None) -> str:
     return f"{v:.4f}" + (f" ± {se:.4f}" if se is not None and not math.isnan(se) else "")
 
 
+def protocol_text(protocol: dict[str, Any]) -> str:
+    """How the users were split, in words, from a report's "protocol" (reports written
+    before "split" existed were K-fold)."""
+    if protocol.get("split", "folds") == "holdout":
+        return f"one 80/10/10 user split ({protocol['test_users']} test users)"
+    return f"{protocol['folds']}-fold over users"
+
+
 def write_markdown(report: dict[str, Any]) -> str:
     """A readable rendering of the report dict."""
     p = report["protocol"]
     m = report["models"]
+    kfold = p.get("split", "folds") == "folds"
+    tested = f": every user is a test user once ({p['test_users']} in all)" if kfold else ""
     lines = [
         f"# Offline quality: {report['dataset']}",
         "",
         f"{p['users']} users x {p['items']} items, {p['positives']} positives (rating >= 4, "
-        f"users with >= 5). {p['folds']}-fold over users: every user is a test user once "
-        f"({p['test_users']} in all); 20% of each test user's items are the targets. "
-        f"Seed {p['seed']}. Means ± standard error over users.",
+        f"users with >= 5). {protocol_text(p)}{tested}; 20% of each test user's items are "
+        f"the targets. Seed {p['seed']}. Means ± standard error over users.",
         "",
-        "| model | Recall@20 | nDCG@20 | train s/fold |",
+        f"| model | Recall@20 | nDCG@20 | train s{'/fold' if kfold else ''} |",
         "|---|---|---|---|",
     ]
     for name in MODEL_NAMES:
@@ -249,13 +283,14 @@ def write_markdown(report: dict[str, Any]) -> str:
               f"- ELSA nDCG@20 / EASE: {ratios['elsa / ease ndcg@20']:.3f} (target >= 0.97)",
               f"- ELSA+SAE keeps {100 * ratios['elsa+sae / elsa ndcg@20']:.1f}% of ELSA's "
               f"nDCG@20 and {100 * ratios['elsa+sae / elsa recall@20']:.1f}% of its "
-              "Recall@20 (target >= 98.5%)",
-              "  - per fold, nDCG@20 / Recall@20: " + ", ".join(
-                  f"{100 * sn / en:.1f}% / {100 * sr / er:.1f}%" for sn, en, sr, er in zip(
-                      m["elsa+sae"]["ndcg@20_per_fold"], m["elsa"]["ndcg@20_per_fold"],
-                      m["elsa+sae"]["recall@20_per_fold"], m["elsa"]["recall@20_per_fold"],
-                      strict=True)),
-              f"- reconstruction cosine {m['elsa+sae']['cosine']:.3f} (target >= 0.85), "
+              "Recall@20 (target >= 98.5%)"]
+    if kfold:
+        lines.append("  - per fold, nDCG@20 / Recall@20: " + ", ".join(
+            f"{100 * sn / en:.1f}% / {100 * sr / er:.1f}%" for sn, en, sr, er in zip(
+                m["elsa+sae"]["ndcg@20_per_fold"], m["elsa"]["ndcg@20_per_fold"],
+                m["elsa+sae"]["recall@20_per_fold"], m["elsa"]["recall@20_per_fold"],
+                strict=True)))
+    lines += [f"- reconstruction cosine {m['elsa+sae']['cosine']:.3f} (target >= 0.85), "
               f"dead latents {100 * m['elsa+sae']['dead_fraction']:.1f}% (target <= 10%)",
               f"- wall time {report['seconds'] / 60:.1f} min on {report['machine']['device']} "
               f"({report['machine']['torch_threads']} threads)", ""]

@@ -1,4 +1,5 @@
-"""How well steering works: the paper's protocol (method.md §6), K folds over users.
+"""How well steering works: the paper's protocol (method.md §6), K folds over users or one
+seeded 80/10/10 user split (`models.evaluate.SplitKind`).
 
 For every test user the target concept is the one that maximises
 max(0, #held-out targets carrying it - #inputs carrying it) (ties: a seeded random pick);
@@ -17,8 +18,8 @@ Methods (the neuron set N(c) of a concept, `ConceptMap`):
   rerank   no SAE steering: the unsteered ELSA+SAE scores, scaled to [0, 1] per user,
            re-ranked as (1 - alpha) score + alpha [item carries the concept] (a baseline)
 
-The concept vocabulary of each fold never counts the MovieLens tags of its held-out
-(validation and test) users.
+The concept vocabulary of each fold (or of the one split) never counts the MovieLens tags of
+its held-out (validation and test) users.
 Each fold also labels an untrained SAE of the same shape and steers with it (a control:
 an SAE that learned nothing still gets labels and can still be steered, so the trained
 SAE's numbers mean something only where they beat it).
@@ -48,9 +49,9 @@ from models.concepts import (
     map_concepts,
 )
 from models.config import TrainConfig
-from models.data.interactions import HeldOut, Interactions, kfold_splits
+from models.data.interactions import HeldOut, Interactions
 from models.elsa import ELSA
-from models.evaluate import machine_info
+from models.evaluate import SplitKind, machine_info, protocol_text, user_splits
 from models.metrics import mean_se, recall_ndcg_at_k, top_n
 from models.sae import SAECode, SparseAutoencoder
 from models.steering import steer_toward
@@ -142,6 +143,7 @@ class FoldCurves:
     untrained: FoldCurves | None = None
     target_kinds: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    test_users: int = 0
 
 
 def steering_curves(elsa: ELSA, sae: SparseAutoencoder, cmap: ConceptMap,
@@ -189,15 +191,16 @@ def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
                             tag_events: pd.DataFrame, cfg: TrainConfig, folds: int,
                             device: torch.device, dataset: str, progress: bool = True,
                             alphas: tuple[float, ...] = ALPHAS,
-                            hetrec_taggers: Mapping[str, int] | None = None
-                            ) -> dict[str, Any]:
-    """Train ELSA + SAE on each fold, label it, steer its test users; return the report
-    dict behind reports/steering.{json,md}."""
+                            hetrec_taggers: Mapping[str, int] | None = None,
+                            splits: SplitKind = "folds") -> dict[str, Any]:
+    """Train ELSA + SAE on each fold (`splits="folds"`) or on the one 80/10/10 split
+    (`"holdout"`, `folds` unused), label it, steer its test users; return the report dict
+    behind reports/steering.{json,md}."""
     if alphas[0] != 0.0 or sorted(alphas) != list(alphas):
         raise ValueError(f"alphas must be increasing and start at 0, got {alphas}")
     started = time.perf_counter()
     results: list[FoldCurves] = []
-    for f, split in enumerate(kfold_splits(data, folds, cfg.seed)):
+    for f, split in enumerate(user_splits(data, splits, folds, cfg.seed)):
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed + f)
         elsa, _ = train_elsa_for(split.train, split.val, cfg, device, generator, progress)
@@ -218,6 +221,7 @@ def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
                                          np.random.default_rng([cfg.seed, f, 6]), alphas,
                                          CONTROL_METHODS)
         fold.seconds = time.perf_counter() - t0
+        fold.test_users = len(split.test.users)
         log.info("fold %d: %d steered users, label coverage %.2f (untrained %.2f), %.0f s",
                  f, fold.users, fold.labels["coverage"], fold.untrained_labels["coverage"],
                  fold.seconds)
@@ -226,7 +230,7 @@ def run_steering_evaluation(data: Interactions, catalog: pd.DataFrame,
         raise ValueError("no test user has a target concept (no concept is carried by more "
                          "of a user's held-out items than of their inputs); is there item "
                          "metadata for this dataset?")
-    return summarize(results, data, cfg, folds, dataset, alphas, device,
+    return summarize(results, cfg, splits, dataset, alphas, device,
                      time.perf_counter() - started)
 
 
@@ -268,9 +272,11 @@ def mean_curves(results: list[FoldCurves], methods: tuple[str, ...],
     return curves
 
 
-def summarize(results: list[FoldCurves], data: Interactions, cfg: TrainConfig, folds: int,
+def summarize(results: list[FoldCurves], cfg: TrainConfig, splits: SplitKind,
               dataset: str, alphas: tuple[float, ...], device: torch.device,
               seconds: float) -> dict[str, Any]:
+    """The report dict; protocol["folds"] counts the splits (one for "holdout") and
+    protocol["test_users"] their test users (every user for "folds")."""
     curves = mean_curves(results, tuple(METHODS), alphas)
     control = [r.untrained for r in results if r.untrained is not None]
     curves_untrained = mean_curves(control, CONTROL_METHODS, alphas) if control else {}
@@ -283,9 +289,10 @@ def summarize(results: list[FoldCurves], data: Interactions, cfg: TrainConfig, f
             kinds[k] = kinds.get(k, 0) + v
     return {
         "dataset": dataset,
-        "protocol": {"folds": folds, "alphas": list(alphas), "k": K,
+        "protocol": {"split": splits, "folds": len(results), "alphas": list(alphas), "k": K,
                      "steered_users": int(sum(r.users for r in results)),
-                     "test_users": int(data.n_users), "target_kinds": kinds,
+                     "test_users": int(sum(r.test_users for r in results)),
+                     "target_kinds": kinds,
                      "methods": METHODS},
         "curves": curves,
         "best": best,
@@ -310,7 +317,7 @@ def summarize(results: list[FoldCurves], data: Interactions, cfg: TrainConfig, f
 def write_markdown(report: dict[str, Any]) -> str:
     p = report["protocol"]
     lines = [f"# Steering on {report['dataset']}", "",
-             f"{p['folds']}-fold over users; {p['steered_users']} test users with a target "
+             f"{protocol_text(p)}; {p['steered_users']} test users with a target "
              f"concept (of {p['test_users']}); target kinds {p['target_kinds']}. nDCG@{p['k']} "
              "personal (held-out targets) / segment (all items carrying the concept), mean "
              "over users. Produced by `knobs steer-eval` in "
@@ -336,7 +343,8 @@ def write_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Target met: **{'yes' if t['met'] else 'no'}** (best SAE method: "
               f"{METHODS.get(t['best_method'] or '', 'none')}).", ""]
     lab, un = report["labels"], report["labels_untrained"]
-    lines += ["## Labels (mean over folds)", "",
+    over = " (mean over folds)" if p.get("split", "folds") == "folds" else ""
+    lines += [f"## Labels{over}", "",
               "| SAE | label | live neurons with precision >= 0.2 | median precision | "
               "distinct labels |", "|---|---|---|---|---|"]
     for sae_name, d in (("trained", lab), ("untrained (control)", un)):

@@ -18,10 +18,13 @@ import torch
 from click.testing import CliRunner
 
 import models.config
-from app.cli import main
+from app.cli import SPLIT, main
 from models.bundle import load_bundle
 from models.concepts import KNOB_NEURONS
-from models.config import ELSAConfig, SAEConfig, TrainConfig
+from models.config import ELSAConfig, MultVAEConfig, SAEConfig, TrainConfig
+from models.data.datasets import load_dataset
+from models.data.interactions import holdout_split
+from models.evaluate import SPLIT_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 KNOBS = REPO / ".venv" / "bin" / "knobs"
@@ -76,6 +79,62 @@ def test_steer_eval_writes_json_markdown_and_plot(tmp_path: Path,
     assert report["protocol"]["steered_users"] > 0
     assert "# Steering on synthetic" in md.read_text()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_evaluate_defaults(n_users: int, seed: int = 0) -> TrainConfig:
+    return TrainConfig(elsa=tiny_defaults(n_users).elsa, sae=tiny_defaults(n_users).sae,
+                       multvae=MultVAEConfig(d=8, lr=1e-2, batch_size=64, max_epochs=2,
+                                             patience=2),
+                       ease_l2=(10.0, 100.0), seed=seed)
+
+
+def test_evaluate_with_split_holdout_tests_one_80_10_10_split(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.config, "defaults_for", tiny_evaluate_defaults)
+    j, md = tmp_path / "q.json", tmp_path / "q.md"
+    result = CliRunner().invoke(main, ["evaluate", "--dataset", "synthetic", "--split",
+                                       "holdout", "--json", str(j), "--md", str(md),
+                                       "--device", "cpu", "--seed", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    data = load_dataset("synthetic", seed=1).interactions
+    n_test = len(holdout_split(data, 1).test.users)
+    p = json.loads(j.read_text())["protocol"]
+    assert p["split"] == "holdout" and p["folds"] == 1
+    assert p["test_users"] == n_test < p["users"] == data.n_users
+    assert f"one 80/10/10 user split ({n_test} test users)" in md.read_text()
+
+
+def test_steer_eval_with_split_holdout(tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.config, "defaults_for", tiny_defaults)
+    j, md, png = tmp_path / "s.json", tmp_path / "s.md", tmp_path / "s.png"
+    result = CliRunner().invoke(main, ["steer-eval", "--dataset", "synthetic", "--split",
+                                       "holdout", "--json", str(j), "--md", str(md), "--plot",
+                                       str(png), "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    n_test = len(holdout_split(load_dataset("synthetic").interactions, 0).test.users)
+    p = json.loads(j.read_text())["protocol"]
+    assert p["split"] == "holdout" and p["folds"] == 1 and p["test_users"] == n_test
+    assert f"one 80/10/10 user split ({n_test} test users)" in md.read_text()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "steer-eval"])
+def test_split_must_be_folds_or_holdout(tmp_path: Path, command: str) -> None:
+    args = [command, "--dataset", "synthetic", "--json", str(tmp_path / "r.json"), "--md",
+            str(tmp_path / "r.md")] + (["--plot", str(tmp_path / "r.png")]
+                                       if command == "steer-eval" else [])
+    result = CliRunner().invoke(main, args + ["--split", "kfold"])
+    assert result.exit_code == 2
+    assert "'kfold' is not one of 'folds', 'holdout'" in result.output
+    result = CliRunner().invoke(main, args + ["--split", "holdout", "--folds", "3"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("knobs: error: --folds is for --split folds; --split "
+                                     "holdout is one 80/10/10 user split (drop --folds)")
+    assert not list(tmp_path.iterdir())
+
+
+def test_split_choices_are_the_models_split_kinds() -> None:
+    assert tuple(SPLIT.choices) == SPLIT_KINDS
 
 
 def test_steer_eval_wants_a_png(tmp_path: Path) -> None:
@@ -403,3 +462,32 @@ def test_a_worker_that_fails_to_start_stops_the_server(bundle_dir: Path,
         capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "WorkerError" in proc.stderr and "while starting" in proc.stderr
+
+
+def test_train_on_books_with_to_read_marks(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.data.synthetic import write_goodbooks
+
+    monkeypatch.setattr(models.config, "defaults_for", tiny_defaults)
+    write_goodbooks(tmp_path / "data" / "goodbooks-10k")
+    monkeypatch.setenv("KNOBS_DATA_DIR", str(tmp_path / "data"))
+    plain = CliRunner().invoke(main, ["data", "--dataset", "goodbooks-10k"])
+    marked = CliRunner().invoke(main, ["data", "--dataset", "goodbooks-10k", "--to-read"])
+    assert plain.exit_code == marked.exit_code == 0, plain.output + marked.output
+    assert json.loads(marked.stdout)["positives"] > json.loads(plain.stdout)["positives"]
+    out = tmp_path / "books"
+    result = CliRunner().invoke(main, ["train", "--dataset", "goodbooks-10k", "--out",
+                                       str(out), "--device", "cpu", "--no-progress",
+                                       "--to-read"])
+    assert result.exit_code == 0, result.output
+    b = load_bundle(out)
+    assert "goodbooks-10k to_read as positives" in b.config["metadata_sources"]
+    assert b.catalog["authors"].iloc[0][0].startswith("Author ")
+
+
+def test_to_read_is_refused_for_films(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["train", "--dataset", "synthetic", "--out",
+                                       str(tmp_path / "b"), "--to-read", "--no-progress"])
+    assert result.exit_code == 2
+    assert "'to read' marks exist only in goodbooks-10k" in result.output
+    assert not (tmp_path / "b").exists()

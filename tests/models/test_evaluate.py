@@ -1,5 +1,5 @@
 """run_evaluation on tiny synthetic data with tiny models: the report's documented keys, the
-paired CI, the markdown, and the config's round trip."""
+paired CI, the markdown (K folds and one 80/10/10 split), and the config's round trip."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from models import evaluate
 from models.config import (
     ELSAConfig,
     MultVAEConfig,
@@ -19,9 +20,9 @@ from models.config import (
     TrainConfig,
     defaults_for,
 )
-from models.data.interactions import positives_from_ratings
+from models.data.interactions import Interactions, Split, holdout_split, positives_from_ratings
 from models.data.synthetic import make_synthetic
-from models.evaluate import MODEL_NAMES, PAIRS, run_evaluation, write_markdown
+from models.evaluate import MODEL_NAMES, PAIRS, run_evaluation, user_splits, write_markdown
 
 TINY = TrainConfig(
     elsa=ELSAConfig(d=16, lr=3e-2, batch_size=64, max_epochs=3, patience=2),
@@ -35,11 +36,40 @@ TINY = TrainConfig(
 
 
 @pytest.fixture(scope="module")
-def report(torch_device: torch.device) -> dict[str, Any]:
+def data() -> Interactions:
     syn = make_synthetic(n_users=80, n_items=50, n_concepts=4, seed=11)
-    data = positives_from_ratings(syn.ratings)
+    return positives_from_ratings(syn.ratings)
+
+
+@pytest.fixture(scope="module")
+def report(data: Interactions, torch_device: torch.device) -> dict[str, Any]:
     return run_evaluation(data, TINY, folds=2, device=torch_device, dataset="synthetic",
                           progress=False)
+
+
+@pytest.fixture(scope="module")
+def holdout(data: Interactions, torch_device: torch.device
+            ) -> tuple[dict[str, Any], list[np.ndarray], list[int]]:
+    """The report of `splits="holdout"`, the test users of each split it evaluated, and
+    the number of users behind each paired bootstrap."""
+    tested: list[np.ndarray] = []
+    boot: list[int] = []
+    fold, bootstrap = evaluate.evaluate_fold, evaluate.paired_bootstrap
+
+    def spy_fold(split: Split, *args: Any, **kwargs: Any) -> evaluate.FoldResult:
+        tested.append(split.test.users)
+        return fold(split, *args, **kwargs)
+
+    def spy_bootstrap(a: np.ndarray, b: np.ndarray, *args: Any) -> tuple[float, float, float]:
+        boot.append(len(a))
+        return bootstrap(a, b, *args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluate, "evaluate_fold", spy_fold)
+        mp.setattr(evaluate, "paired_bootstrap", spy_bootstrap)
+        rep = run_evaluation(data, TINY, folds=2, device=torch_device, dataset="synthetic",
+                             progress=False, splits="holdout")
+    return rep, tested, boot
 
 
 def test_report_has_every_model_and_metric(report: dict[str, Any]) -> None:
@@ -63,7 +93,7 @@ def test_report_has_every_model_and_metric(report: dict[str, Any]) -> None:
 
 def test_report_protocol(report: dict[str, Any]) -> None:
     p = report["protocol"]
-    assert p["folds"] == 2 and p["seed"] == 3
+    assert p["split"] == "folds" and p["folds"] == 2 and p["seed"] == 3
     assert p["test_users"] == p["users"]                     # every user tested once
     assert report["dataset"] == "synthetic"
     assert report["config"] == TINY.to_dict()
@@ -95,6 +125,57 @@ def test_write_markdown_renders(report: dict[str, Any]) -> None:
     m = report["models"]
     kept = 100 * m["elsa+sae"]["ndcg@20_per_fold"][1] / m["elsa"]["ndcg@20_per_fold"][1]
     assert "per fold, nDCG@20 / Recall@20: " in md and f"{kept:.1f}% / " in md
+    assert "2-fold over users: every user is a test user once (80 in all)" in md
+
+
+def test_holdout_tests_the_users_of_one_80_10_10_split(
+        data: Interactions, holdout: tuple[dict[str, Any], list[np.ndarray], list[int]]
+) -> None:
+    report, tested, _ = holdout
+    expected = holdout_split(data, TINY.seed).test.users
+    assert len(tested) == 1 and np.array_equal(tested[0], expected)
+    p = report["protocol"]
+    assert p["split"] == "holdout" and p["folds"] == 1 and p["seed"] == TINY.seed
+    assert p["test_users"] == len(expected) == round(0.1 * data.n_users)
+    assert p["users"] == data.n_users
+    assert len(report["ease_l2_per_fold"]) == 1
+    for name in MODEL_NAMES:
+        m = report["models"][name]
+        assert len(m["ndcg@20_per_fold"]) == len(m["recall@20_per_fold"]) == 1
+        assert m["ndcg@20"] == pytest.approx(m["ndcg@20_per_fold"][0], abs=1e-9)
+    assert len(report["models"]["elsa+sae"]["l0_per_fold"]) == 1
+    json.dumps(report)
+
+
+def test_holdout_bootstraps_over_its_test_users(
+        holdout: tuple[dict[str, Any], list[np.ndarray], list[int]]) -> None:
+    report, tested, boot = holdout
+    assert boot == [len(tested[0])] * (2 * len(PAIRS))        # recall and nDCG, each pair
+    for vals in report["paired"].values():
+        for metric in ("recall@20", "ndcg@20"):
+            d, lo, hi = vals[metric]
+            assert lo <= d <= hi
+
+
+def test_holdout_markdown_names_the_split(
+        holdout: tuple[dict[str, Any], list[np.ndarray], list[int]]) -> None:
+    report, tested, _ = holdout
+    md = write_markdown(report)
+    assert f"one 80/10/10 user split ({len(tested[0])} test users); 20% of each" in md
+    assert "-fold" not in md and "per fold" not in md and "s/fold" not in md
+    for name in MODEL_NAMES:
+        assert f"| {name} |" in md
+
+
+def test_markdown_of_a_report_from_before_split_is_k_fold(report: dict[str, Any]) -> None:
+    """reports/*.json written before protocol["split"] existed were all K-fold."""
+    old = {**report, "protocol": {k: v for k, v in report["protocol"].items() if k != "split"}}
+    assert write_markdown(old) == write_markdown(report)
+
+
+def test_user_splits_rejects_an_unknown_kind(data: Interactions) -> None:
+    with pytest.raises(ValueError, match="folds, holdout, got 'kfold'"):
+        user_splits(data, "kfold", 2, seed=0)  # type: ignore[arg-type]
 
 
 def test_train_config_round_trips() -> None:
