@@ -287,8 +287,9 @@ def train_elsa(train: sp.csr_matrix, val: HeldOut, cfg: ELSAConfig, device: torc
             if fixed is not None:
                 loss = normalized_mse(model.logits(x_in), fixed[idx].to(device))
             elif b is not None:
-                with torch.no_grad():
-                    target = x_in @ b
+                with torch.no_grad():   # a history holds few items: x B as sparse x dense
+                    target = (torch.sparse.mm(sparse_rows(train, idx, device), b)
+                              if cfg.input_dropout == 0 else x_in @ b)
                 loss = normalized_mse(model.logits(x_in), target)
             else:
                 out = model(x_in) if cfg.relu_in_loss else model.logits(x_in)
