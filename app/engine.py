@@ -38,6 +38,7 @@ import torch
 
 from app.schemas import ItemOut
 from models.bundle import Bundle
+from models.data import goodbooks, movielens
 from models.metrics import top_n_owned
 from models.steering import (
     Knob,
@@ -61,6 +62,27 @@ V = TypeVar("V")
 UNSTEERED_TOP = 100
 """The unsteered list kept per user is this long (the API's largest n), so every n is a
 prefix of one list."""
+
+
+class Nouns(NamedTuple):
+    """What the pages call the bundle's items: `one` and `many` ("book", "books");
+    `search`, the label of the title search (which also matches authors); `examples`,
+    the concepts the knob search suggests."""
+
+    one: str
+    many: str
+    search: str
+    examples: str
+
+
+def nouns(dataset: str) -> Nouns:
+    """The nouns for a bundle of `dataset` (bundle.config["dataset"]): books for
+    goodbooks-10k, movies for MovieLens, neutral titles for anything else."""
+    if dataset == goodbooks.NAME:
+        return Nouns("book", "books", "Title or author", "fantasy, stephen king, 1980s")
+    if dataset in movielens.DATASETS:
+        return Nouns("movie", "movies", "Title", "horror, tom hanks, 1980s")
+    return Nouns("title", "titles", "Title", "horror, 1980s")
 
 
 class LRU(Generic[K, V]):
@@ -240,13 +262,16 @@ class Engine:
         """Gather the "why"'s values in numpy, from views of the tensors (on the CPU: a
         numpy gather costs a fraction of torch's on arrays this small); else in torch on
         the device."""
+        self.nouns = nouns(str(bundle.config.get("dataset", "")))
+        """What the pages call the items (every template gets it: app.htmx)."""
         cat = bundle.catalog
         self.item_views = [
             ItemOut(id=int(i), title=str(t), year=None if np.isnan(y) else int(y),
-                    genres=[str(g) for g in gs])
-            for i, t, y, gs in zip(cat["item"].tolist(), cat["title"].tolist(),
-                                   cat["year"].astype("float64").tolist(),
-                                   cat["genres"].tolist(), strict=True)]
+                    genres=[str(g) for g in gs], authors=[str(a) for a in authors])
+            for i, t, y, gs, authors in zip(cat["item"].tolist(), cat["title"].tolist(),
+                                            cat["year"].astype("float64").tolist(),
+                                            cat["genres"].tolist(), cat["authors"].tolist(),
+                                            strict=True)]
         """The catalog as response models, in item order (built once)."""
         self.item_dicts = [v.model_dump() for v in self.item_views]
         """The same as plain dicts, for the hot JSON and HTML paths (copied per answer)."""

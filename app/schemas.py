@@ -52,10 +52,13 @@ class RecommendIn(BaseModel):
 
 
 class ItemOut(BaseModel):
+    """An item of the catalog; `authors` is empty where the catalog has none (films)."""
+
     id: int
     title: str
     year: int | None
     genres: list[str]
+    authors: list[str]
 
 
 class Why(BaseModel):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pydantic_core
 
 from app.engine import Engine, Job, Part, Ranked
@@ -271,14 +272,29 @@ def search_users(engine: Engine, query: str, limit: int) -> list[UserOut]:
 
 
 def search_items(engine: Engine, query: str, limit: int) -> list[ItemOut]:
+    """Items whose title starts with `query`, then whose title contains it, then one of
+    whose authors' names contains it ("rowling"); case-insensitive."""
     q = query.strip().lower()
     if not q:
         return []
-    titles = engine.bundle.catalog["title"].str.lower()
+    titles, authors = _search_text(engine)
     starts = np.flatnonzero(titles.str.startswith(q).to_numpy())
     contains = np.flatnonzero(titles.str.contains(q, regex=False).to_numpy())
-    order = list(dict.fromkeys([*starts.tolist(), *contains.tolist()]))[:limit]
-    return [item_out(engine, i) for i in order]
+    by = np.flatnonzero(authors.str.contains(q, regex=False).to_numpy())
+    order = list(dict.fromkeys([*starts.tolist(), *contains.tolist(), *by.tolist()]))
+    return [item_out(engine, i) for i in order[:limit]]
+
+
+def _search_text(engine: Engine) -> tuple[pd.Series, pd.Series]:
+    """Per item, its title and its authors' names (one a line) in lower case (built
+    once per engine)."""
+    got: tuple[pd.Series, pd.Series] | None = engine.memo.get("item_search")
+    if got is None:
+        catalog = engine.bundle.catalog
+        got = engine.memo["item_search"] = (
+            catalog["title"].str.lower().reset_index(drop=True),
+            pd.Series(["\n".join(a).lower() for a in catalog["authors"]], dtype=object))
+    return got
 
 
 def search_concepts(engine: Engine, query: str, limit: int) -> list[ConceptOut]:

@@ -17,11 +17,13 @@ from models.bundle import Bundle
 @dataclass(frozen=True)
 class ItemRef:
     """item: external id; title; score: how strongly (lift: W_dec[n] A^T; activation: the
-    item one-hot's code value is not kept, so None)."""
+    item one-hot's code value is not kept, so None); authors: [] where the catalog has
+    none (films)."""
 
     item: int
     title: str
     score: float | None = None
+    authors: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def describe_neuron(bundle: Bundle, neuron: int, items: int = 10, neighbours: in
         raise ValueError(f"neuron {neuron} does not exist; this bundle has neurons "
                          f"0..{cmap.h - 1}")
     catalog = bundle.catalog
-    titles, ids = catalog["title"].tolist(), catalog["item"].tolist()
+    titles, ids, authors = (catalog[c].tolist() for c in ("title", "item", "authors"))
     w = bundle.sae.W_dec
     lift = (w[neuron] @ bundle.elsa.A.T).cpu()
     top = lift.topk(min(items, len(lift)))
@@ -94,9 +96,9 @@ def describe_neuron(bundle: Bundle, neuron: int, items: int = 10, neighbours: in
         concepts=[ConceptScore(cmap.names[c], cmap.kinds[c], float(s))
                   for c, s in zip(cmap.top_concepts[neuron], cmap.top_scores[neuron],
                                   strict=True) if c >= 0],
-        lifts=[ItemRef(int(ids[i]), titles[i], float(v))
+        lifts=[ItemRef(int(ids[i]), titles[i], float(v), list(authors[i]))
                for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)],
-        activated_by=[ItemRef(int(ids[i]), titles[i])
+        activated_by=[ItemRef(int(ids[i]), titles[i], authors=list(authors[i]))
                       for i in cmap.top_items[neuron][:items] if i >= 0],
         neighbours=[Neighbour(int(j), cmap.label_name(int(j)), float(c))
                     for c, j in zip(near.values.tolist(), near.indices.tolist(),

@@ -134,7 +134,8 @@ def knob(neuron: int, engine: EngineDep) -> dict[str, Any]:
 @router.get("/items", response_model=list[ItemOut])
 def items(engine: EngineDep, q: str = Query(..., min_length=1, max_length=200),
           limit: int = Query(20, ge=1, le=100)) -> list[ItemOut]:
-    """Items whose title starts with (then contains) `q`."""
+    """Items whose title starts with (then contains) `q`, then items by an author whose
+    name contains it."""
     return service.search_items(engine, q, limit)
 
 

@@ -1,5 +1,6 @@
 """Fixtures of the web-app tests: one small bundle trained on the planted synthetic data,
-shared by the API, page and browser tests."""
+shared by the API, page and browser tests, and one of the same data as goodbooks-10k books
+(with authors)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from app.db.session import alembic_config
 from app.settings import Settings
 from models.bundle import save_bundle
 from models.config import ELSAConfig, SAEConfig, TrainConfig
-from models.data.datasets import load_dataset
+from models.data.datasets import Dataset, load_dataset
+from models.data.synthetic import write_goodbooks
 from models.pipeline import label_knobs, train_models
 
 CFG = TrainConfig(elsa=ELSAConfig(d=24, lr=3e-2, batch_size=32, max_epochs=10, patience=4),
@@ -34,20 +36,30 @@ CFG = TrainConfig(elsa=ELSAConfig(d=24, lr=3e-2, batch_size=32, max_epochs=10, p
                                 refine_steps=20, refine_candidates=12), seed=1)
 
 
-@pytest.fixture(scope="session")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ds = load_dataset("synthetic")
+def tiny_bundle(ds: Dataset, out: Path) -> Path:
+    """A bundle of `ds` trained with CFG on the CPU, saved at `out`."""
     dev = torch.device("cpu")
     trained = train_models(ds.interactions, CFG, dev, progress=False)
     concepts, settings = label_knobs(trained.elsa, trained.sae, ds.interactions, ds.catalog,
                                      ds.tag_events, dev)
-    out = tmp_path_factory.mktemp("bundle") / "synthetic"
-    save_bundle(out, dataset="synthetic", elsa=trained.elsa, sae=trained.sae,
+    save_bundle(out, dataset=ds.name, elsa=trained.elsa, sae=trained.sae,
                 train_config=CFG, data=ds.interactions, catalog=ds.catalog,
                 quality=trained.quality, concepts=concepts, concept_settings=settings)
     return out
 
 
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bundle(load_dataset("synthetic"), tmp_path_factory.mktemp("bundle") / "synthetic")
+
+
+@pytest.fixture(scope="session")
+def books_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The planted synthetic data written as goodbooks-10k's files (books with authors,
+    genre shelves) and loaded as that dataset: a bundle whose pages say "books"."""
+    root = write_goodbooks(tmp_path_factory.mktemp("data") / "goodbooks-10k")
+    ds = load_dataset("goodbooks-10k", data_dir=root.parent)
+    return tiny_bundle(ds, tmp_path_factory.mktemp("bundle") / "goodbooks-10k")
 
 
 def migrated(url: str) -> str:

@@ -1,5 +1,5 @@
-"""Hostile content: a bundle trained on data whose titles, genres, tags and directors
-carry HTML and script payloads, quotes, template syntax, very long strings and odd
+"""Hostile content: a bundle trained on data whose titles, genres, tags, directors and
+authors carry HTML and script payloads, quotes, template syntax, very long strings and odd
 unicode. Every page shows them inert (escaped) and intact; JSON carries them verbatim;
 no page has a script beyond our own two."""
 
@@ -40,6 +40,7 @@ CONCEPTS = {                       # the planted concepts renamed (genres and ta
     "concept-4": "ünï<code>cödé</code> 🎭",
 }
 DIRECTOR = "<b onmouseover=alert(4)>Dir</b>"
+AUTHOR = "<em onclick=alert(5)>Au</em> & {{ co }}"
 PAGES_SCRIPTS = 2          # htmx and knobs.js, both from /static
 
 
@@ -55,6 +56,7 @@ def hostile_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cat["genres"] = cat["genres"].map(rename)
     cat["tags"] = cat["tags"].map(rename)
     cat["directors"] = [[DIRECTOR] if i % 2 else [] for i in range(len(cat))]
+    cat["authors"] = [[AUTHOR] if i % 2 == 0 else [] for i in range(len(cat))]
     tags = ds.tag_events.assign(tag=ds.tag_events["tag"].map(lambda t: CONCEPTS.get(t, t)))
     dev = torch.device("cpu")
     trained = train_models(ds.interactions, CFG, dev, progress=False)
@@ -81,7 +83,7 @@ def inert(html: str) -> None:
     assert len(re.findall(r"<script", html)) == PAGES_SCRIPTS, html[:300]
     assert all(src.startswith("/static/") for src in re.findall(r'<script src="([^"]+)"', html))
     for bad in ("<img src=x", "<svg onload", "<b onmouseover", "<u>", "<code>cödé",
-                "alert(\"title\")</script>", "<b>bold</b>", "<i>end</i>"):
+                "alert(\"title\")</script>", "<b>bold</b>", "<i>end</i>", "<em onclick"):
         assert bad not in html, bad
 
 
@@ -103,6 +105,7 @@ def test_every_page_shows_hostile_metadata_inert_and_intact(client: TestClient) 
     labels = [str(escape(name.lower())) for name in CONCEPTS.values()]
     assert sum(label in html for label in labels) >= 3
     assert str(escape(DIRECTOR.lower())) in html or str(escape(DIRECTOR)) in html
+    assert f"by {escape(AUTHOR)}" in html
 
 
 def test_the_json_api_carries_them_verbatim(client: TestClient) -> None:
@@ -110,6 +113,8 @@ def test_the_json_api_carries_them_verbatim(client: TestClient) -> None:
     assert items and items[0]["title"].startswith('<script>alert("title")</script>')
     long = client.get("/api/v1/items/8").json()
     assert long["title"] == TITLES[7] + " #7"
+    assert client.get("/api/v1/items/1").json()["authors"] == [AUTHOR]
+    assert client.get("/api/v1/items", params={"q": "<em"}).json()[0]["authors"] == [AUTHOR]
     found = client.get("/api/v1/concepts", params={"q": "<script>"}).json()
     assert [c["name"] for c in found] == ["<script>alert('tag')</script>"]
     r = client.post("/api/v1/recommendations", json={

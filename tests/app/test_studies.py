@@ -75,7 +75,7 @@ def join(app: object, slug: str, pid: str) -> tuple[TestClient, str]:
     consent = c.get(f"/study/{slug}", params={"pid": pid})
     assert consent.status_code == 200 and "I agree" in consent.text
     r = c.post(f"/study/{slug}/consent", data={"csrf": csrf_of(consent.text), "pid": pid})
-    assert r.status_code == 200 and "Which movies do you like?" in r.text
+    assert r.status_code == 200 and "Which titles do you like?" in r.text
     r = c.post(f"/study/{slug}/start", data={"csrf": csrf_of(r.text), "items": [1, 2, 3, 4]})
     assert r.status_code == 200, r.text
     return c, r.text
@@ -194,7 +194,7 @@ def test_joining_races_and_shortcuts(app: object, admin: TestClient) -> None:
     c = clients[0]
     csrf = csrf_of(c.get("/study/race/profile").text)
     done = c.post("/study/race/complete", data={"csrf": csrf})       # nothing done yet
-    assert "Which movies do you like?" in done.text
+    assert "Which titles do you like?" in done.text
 
     def start(_: int) -> int:
         return c.post("/study/race/start", data={"csrf": csrf, "items": [1, 2, 3]}).status_code
