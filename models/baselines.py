@@ -48,7 +48,9 @@ class EASE:
             p = torch.cholesky_inverse(torch.linalg.cholesky(gram))
         b = p.div_(-torch.diagonal(p).clone())
         b.fill_diagonal_(0.0)
-        self.B = b
+        # LAPACK hands P back column-major: rows of B, which the teacher gathers for each
+        # item of a history (models.train), must be contiguous (goodbooks-10k: ~100x)
+        self.B = b.contiguous()
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, items] -> x B: [batch, items]."""

@@ -181,6 +181,8 @@ def _fit(name: str, module: torch.nn.Module, scorer: torch.nn.Module,
         metrics = validate()
         history.append({"epoch": float(epoch), "loss": loss, **metrics})
         bar.set_postfix({"loss": f"{loss:.4f}", **{k: f"{v:.4f}" for k, v in metrics.items()}})
+        log.debug("%s epoch %d: loss %.4f %s", name, epoch, loss,
+                  " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if kept is not stopper:
             kept.update(metrics[keep or select], epoch, module)
         if stopper.update(metrics[select], epoch, module):
