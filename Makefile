@@ -80,7 +80,7 @@ demo: data bundle frontend migrate
 	$(BIN)/knobs serve --bundle $(BUNDLE) --host 127.0.0.1 --port 8000
 
 lint: install
-	$(BIN)/ruff check app models tests benchmarks migrations
+	$(BIN)/ruff check app models tests benchmarks experiments migrations
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 

@@ -1,7 +1,8 @@
 """Typed training configuration, saved beside the weights so a bundle explains itself.
 
-Defaults are chosen per dataset size by `defaults_for(n_users)`; every choice below was
-measured on ml-latest-small (reports/quality.md says how).
+Defaults are chosen per dataset size by `defaults_for(n_users)`: small data was measured
+on ml-latest-small (reports/quality.md says how), medium on goodbooks-10k
+(reports/goodbooks-10k/defaults.md).
 """
 
 from __future__ import annotations
@@ -182,11 +183,33 @@ class TrainConfig:
         return build(cls, {**raw, **parts}, "config")
 
 
+MEDIUM_USERS = 20_000
+"""From this many users on, the SAE has enough users' vectors without sub-sampled
+histories (goodbooks-10k: 28,971 users; reports/goodbooks-10k/defaults.md)."""
+LARGE_USERS = 100_000
+"""From this many users on, the paper's settings (ML-25M: 160,776 users)."""
+
+
 def defaults_for(n_users: int, seed: int = 0) -> TrainConfig:
-    """The paper's settings for large data; for small data (< 20k users) smaller models,
-    ELSA taught by EASE, and the SAE augmentation that makes up for few users."""
-    if n_users >= 20_000:
+    """The paper's settings for large data (>= LARGE_USERS); for medium data (goodbooks-10k,
+    29k users) the paper's ELSA width with shorter, faster training and a smaller SAE
+    that still adds the item one-hots and refits the code; for small data (< 20k users)
+    smaller models, ELSA taught by EASE, and the SAE augmentation that makes up for few
+    users. Each tier is measured: reports/quality.md (small),
+    reports/goodbooks-10k/defaults.md (medium)."""
+    if n_users >= LARGE_USERS:
         return TrainConfig(seed=seed)
+    if n_users >= MEDIUM_USERS:
+        return TrainConfig(
+            elsa=ELSAConfig(d=1024, lr=1e-3, batch_size=256, max_epochs=12, patience=3),
+            sae=SAEConfig(h=4096, k=32, lr=1e-3, batch_size=256, max_epochs=8, patience=3,
+                          min_delta=1e-3, item_onehots=True, init_b_dec=True,
+                          init_dec="items", refine_steps=50, refine_candidates=64,
+                          refine_metric="top-items"),
+            multvae=MultVAEConfig(max_epochs=15, patience=3),
+            ease_l2=(20.0, 50.0, 100.0, 200.0),
+            seed=seed,
+        )
     return TrainConfig(
         elsa=ELSAConfig(d=512, lr=1e-3, batch_size=64, max_epochs=60, patience=10,
                         teacher="ease"),

@@ -193,8 +193,13 @@ def test_train_config_rejects_unknown_keys() -> None:
 
 
 def test_defaults_depend_on_dataset_size() -> None:
-    small, large = defaults_for(600), defaults_for(200_000)
+    small, medium, large = defaults_for(600), defaults_for(28_971), defaults_for(200_000)
     assert large == TrainConfig()
+    # goodbooks-10k: no teacher and no sub-sampled histories, but item one-hots and the
+    # refit, an SAE of h = 4096, k <= 32 (reports/goodbooks-10k/defaults.md)
+    assert medium.elsa.teacher == "none" and medium.sae.subsamples_per_user == 0
+    assert medium.sae.item_onehots and medium.sae.refine_steps > 0
+    assert medium.sae.k <= 32 and medium.sae.h == 4096 and medium.elsa.d == 1024
     assert small.sae.subsamples_per_user > 0 and small.elsa.teacher == "ease"
     assert large.elsa.teacher == "none"            # the paper's ELSA where data is plenty
 
