@@ -111,8 +111,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *,
     if name == goodbooks.NAME:
         data = positives_from_ratings(goodbooks.load_ratings(data_dir, to_read=to_read))
         books = goodbooks.load_books(data_dir)
-        concepts = shelves.book_concepts(goodbooks.load_book_tags(books, data_dir),
-                                         books["authors"])
+        concepts = shelves.book_concepts(goodbooks.load_book_tags(books, data_dir), books)
         empty = pd.DataFrame({"user": pd.Series(dtype="int64"),
                               "item": pd.Series(dtype="int64"), "tag": pd.Series(dtype=str)})
         sources = [f"{name} books", f"{name} shelves"]

@@ -26,6 +26,8 @@ see `models.data.download.resolve`).
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from pathlib import Path
 
@@ -81,6 +83,28 @@ def _header(files: DatasetFiles, member: str) -> str:
         return stream.readline().decode("utf-8", errors="replace").lstrip("\ufeff").strip()
 
 
+def _line_of_row(files: DatasetFiles, member: str, row: int) -> int:
+    """The 1-based line on which data row `row` (0-based, after the header) of `member`
+    starts, counting blank lines and quoted line breaks as a CSV reader does."""
+    with files.open(member) as stream:
+        reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", newline=""))
+        next(reader, None)
+        seen = -1
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields:
+                seen += 1
+                if seen == row:
+                    return start
+            start = reader.line_num + 1
+    return start
+
+
+def _bad_row(files: DatasetFiles, member: str, row: int, problem: str) -> MalformedFileError:
+    return MalformedFileError(files.path_for_messages(member),
+                              _line_of_row(files, member, row), problem)
+
+
 def load_ratings(data_dir: str | Path | None = None, *, to_read: bool = False
                  ) -> pd.DataFrame:
     """Every distinct (user, book) rating: columns user, item (book_id): int64, rating:
@@ -93,7 +117,13 @@ def load_ratings(data_dir: str | Path | None = None, *, to_read: bool = False
     """
     files = resolve(NAME, data_dir)
     header = _header(files, "ratings.csv")
-    spec = RATINGS_NEW if header == RATINGS_NEW.headers[0] else RATINGS_OLD
+    specs = {spec.headers[0]: spec for spec in (RATINGS_OLD, RATINGS_NEW)}
+    if header not in specs:
+        raise MalformedFileError(files.path_for_messages("ratings.csv"), 1,
+                                 f"expected header {RATINGS_OLD.headers[0]!r} (the older "
+                                 f"release) or {RATINGS_NEW.headers[0]!r} (the 6M-row one), "
+                                 f"found {header[:80]!r}")
+    spec = specs[header]
     df = _read(files, "ratings.csv", spec)[["user", "item", "rating"]]
     rows = len(df)
     df = df.drop_duplicates(["user", "item"], keep="first").reset_index(drop=True)
@@ -106,9 +136,10 @@ def load_ratings(data_dir: str | Path | None = None, *, to_read: bool = False
                                        "missing; counting 'to read' marks needs it")
         marks = _read(files, "to_read.csv", TO_READ).drop_duplicates()
         marks = marks.assign(rating=np.float32(5.0))
+        rated = len(df)
         df = pd.concat([df, marks], ignore_index=True).drop_duplicates(
             ["user", "item"], keep="first").reset_index(drop=True)
-        log.info("%s: %d 'to read' marks counted as positives", NAME, len(df) - rows)
+        log.info("%s: %d 'to read' marks counted as positives", NAME, len(df) - rated)
     df["rating"] = df["rating"].astype(np.float32)
     return df
 
@@ -120,19 +151,18 @@ def load_books(data_dir: str | Path | None = None) -> pd.DataFrame:
     era), authors: list[str] (every credited name, in order).
     Raises MalformedFileError for a bad row or a year that is not a whole number."""
     files = resolve(NAME, data_dir)
-    where = files.path_for_messages("books.csv")
     raw = _read(files, "books.csv", BOOKS)
     years = pd.to_numeric(raw["year"].str.strip(), errors="coerce")
     bad = (raw["year"].str.strip() != "") & (years.isna() | (years % 1 != 0))
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise MalformedFileError(where, row + 2, f"original_publication_year "
-                                 f"{raw['year'].iloc[row]!r} is not a whole year")
+        raise _bad_row(files, "books.csv", row, f"original_publication_year "
+                       f"{raw['year'].iloc[row]!r} is not a whole year")
     dup = raw["item"].duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise MalformedFileError(where, row + 2, f"book_id {raw['item'].iloc[row]} "
-                                 "appears twice")
+        raise _bad_row(files, "books.csv", row, f"book_id {raw['item'].iloc[row]} appears "
+                       "twice")
     authors = [[a.strip() for a in s.split(",") if a.strip()] for s in raw["authors"]]
     return pd.DataFrame({"item": raw["item"], "goodreads_book_id": raw["goodreads_book_id"],
                          "title": raw["title"].str.strip(),
@@ -151,8 +181,8 @@ def load_book_tags(books: pd.DataFrame, data_dir: str | Path | None = None) -> p
     unknown = ~rows["tag_id"].isin(names["tag_id"])
     if unknown.any():
         row = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise MalformedFileError(files.path_for_messages("book_tags.csv"), row + 2,
-                                 f"tag_id {rows['tag_id'].iloc[row]} is not in tags.csv")
+        raise _bad_row(files, "book_tags.csv", row,
+                       f"tag_id {rows['tag_id'].iloc[row]} is not in tags.csv")
     counted = rows.loc[rows["count"] > 0]
     dropped = len(rows) - len(counted)
     kept = counted.groupby(["goodreads_book_id", "tag_id"], as_index=False, sort=False)[

@@ -21,11 +21,16 @@ decides, for every shelf name, its canonical concept name and whether it is cont
      "audiobooks", "paperback"), `OWNERSHIP_WORDS` ("owned", "my-library",
      "shelfari-wishlist") or `OPINION_WORDS` ("favorites", "all-time-favourites",
      "5-star", "boring");
-   - "short": under three characters after normalising;
+   - "short": under three characters after normalising; "script": a letter outside
+     plain Latin once accents are dropped ("رواية", "novels روايات"), which the pages'
+     readers could not read;
    - "author": the name of one of the catalogue's authors ("j-k-rowling",
      "clark-mary-higgins"), which the author concept already says.
-3. **Merge plurals** found in the data (`plural_merges`): "vampires" and "vampire",
-   "mysteries" and "mystery" are one concept, named by the spelling more books carry.
+3. **Merge spellings** found in the data (`spelling_merges`): "vampires" and "vampire",
+   "mysteries" and "mystery", "romance contemporary" and "contemporary romance" are one
+   concept, named by the spelling more books carry. A name made of words of the authors
+   of most of its books ("king", "nora", "preston child": `author_shelves`) is the
+   author concept's, reason "author".
 4. **Per book** (`book_concepts`): counts of merged names are added up; a book carries a
    content concept when at least `MIN_SHELVERS` users shelved it so and at least
    `MIN_SHARE` as many as its most used content concept (Harry Potter #6 is on 37,174
@@ -38,6 +43,7 @@ decides, for every shelf name, its canonical concept name and whether it is cont
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +69,7 @@ SYNONYMS: dict[str, str] = {
             "sci fi fantasy", "scifi fantasy", "fantasy sci fi", "fantasy scifi", "sff",
             "sf fantasy", "science fiction fantasy", "sci fi and fantasy",
             "scifi and fantasy", "fantasy and sci fi", "fantasy and science fiction",
-            "sf and fantasy", "fantasy science fiction", "fantasy sf", "sci fi fantasy"),
+            "sf and fantasy", "fantasy science fiction", "fantasy sf"),
         "young adult": ("ya", "young adult fiction", "ya fiction", "ya books", "ya lit",
                         "ya literature", "ya novels", "teen", "teens", "teen fiction",
                         "teen lit", "young adults", "young adult lit"),
@@ -76,8 +82,8 @@ SYNONYMS: dict[str, str] = {
         "nonfiction": ("non fiction", "non fic", "nonfic"),
         "humor": ("humour", "funny", "humorous", "comedy", "humor and comedy"),
         "classics": ("classic", "classic literature", "classic lit", "classic fiction",
-                     "the classics", "clàssics", "classic novels", "literary classics"),
-        "historical fiction": ("historical", "historic fiction", "hist fic",
+                     "the classics", "classic novels", "literary classics"),
+        "historical fiction": ("historical", "historic fiction", "hist fic", "fiction historical",
                                "historical novels", "history fiction",
                                "historical fiction fiction"),
         "chick lit": ("chicklit", "chic lit"),
@@ -110,7 +116,6 @@ SYNONYMS: dict[str, str] = {
         "biography and memoir": ("biography memoir", "memoir biography", "bio memoir",
                                  "biographies memoirs", "memoirs biographies"),
         "biography": ("biographies", "bio"),
-        "cookbooks": ("cookbook", "cooking"),
         "plays": ("play", "theatre", "theater", "drama plays"),
         "post apocalyptic": ("post apocalypse", "apocalyptic", "apocalypse"),
         "spirituality": ("spiritual",),
@@ -122,8 +127,19 @@ SYNONYMS: dict[str, str] = {
         "vampires": ("vamps", "vampire"),
         "shifters": ("shapeshifters", "shape shifters", "shifter", "shapeshifter"),
         "espionage": ("spy", "spy thriller", "spies", "spy fiction"),
-        "translated": ("translation", "in translation", "translated fiction"),
+        "translated": ("translation", "translations", "in translation",
+                       "translated fiction"),
+        "faeries": ("fae", "fairies", "fairy", "faerie"),
         "adventure": ("action adventure", "action and adventure", "adventure action"),
+        "magical realism": ("magic realism", "magic realist", "magical realist"),
+        "cookbooks": ("cookbook", "cooking", "cook books", "cook book"),
+        "autobiography": ("auto biography",),
+        "newbery medal": ("newbery", "newberry", "newbery award", "newberry award",
+                          "newbery winners", "newbery winner", "newbery honor",
+                          "newbery medal winners", "newberry medal"),
+        "canadian": ("canlit", "can lit", "canadian lit", "canadian literature"),
+        "contemporary romance": ("romance contemporary",),
+        "historical romance": ("romance historical",),
     }.items()
     for alias in aliases
 }
@@ -156,10 +172,18 @@ STOP_LIST: frozenset[str] = frozenset({
     "re", "stuff", "random", "e", "adult books", "fiction novels", "modern", "new",
     "roman", "romans", "p", "c", "school", "for school",
     "school books", "school reads", "school book", "high school reads",
+    "done", "botm", "saw the movie", "scanned", "sub", "short", "graphic", "hist", "psych",
+    "paused", "deutsch", "espanol", "francais", "fantasia", "krimi", "m f", "and",
+    "summer", "beach", "obc",
+    # the same shelves in other languages (Spanish, Portuguese, Italian, Malay, ...)
+    "biblioteca", "favoritos", "favoritas", "punya", "series", "literatura", "narrativa",
+    "novela", "novelas", "romanzi", "romanzo", "libros", "livros", "leidos", "lidos",
 })
 """Exact names that say nothing about content: generic labels ("fiction" is on 9,097
 books), structure ("series", "trilogy"), language ("english"), ambiguous ones ("love":
-the theme or the reader's verdict; "adult": the audience or the content)."""
+the theme or the reader's verdict; "adult": the audience or the content; "short",
+"graphic"), and the common shelf names of other languages ("biblioteca",
+"favoritos", "literatura")."""
 
 STATUS_WORDS = frozenset({
     "read", "reads", "reading", "reread", "rereads", "rereading", "tbr", "dnf", "finish",
@@ -167,7 +191,7 @@ STATUS_WORDS = frozenset({
     "pending", "want", "wanted", "wishlist", "wish", "buy", "get", "next", "someday", "maybe",
     "later", "soon", "challenge", "gave", "dropped", "stopped", "currently", "club",
     "bookclub", "group", "reviewed", "review", "reviews", "arc", "arcs", "netgalley",
-    "class", "required", "assigned", "course", "college", "university",
+    "required", "assigned", "course", "university",
     "didn't", "couldn't", "did", "not", "never", "waiting", "again", "wip",
     "considering", "interested", "upcoming", "ongoing", "incomplete", "sampled", "skimmed",
     "dnfed", "giveaway", "giveaways", "won", "received", "freebie", "freebies", "free",
@@ -181,8 +205,8 @@ FORMAT_WORDS = frozenset({
 OWNERSHIP_WORDS = frozenset({
     "own", "owned", "owns", "mine", "my", "have", "having", "has", "library", "libraries",
     "bookshelf", "bookshelves", "shelf", "shelves", "borrowed", "bought", "purchased",
-    "donated", "away", "shelfari", "goodreads", "personal", "home", "lent", "loaned", "sold",
-    "swap", "bookcrossing", "kept", "keep", "gift", "gifts", "signed", "i", "our",
+    "donated", "away", "shelfari", "goodreads", "home", "lent", "loaned", "sold",
+    "swap", "bookcrossing", "kept", "keep", "gift", "gifts", "signed", "our",
     "collection", "box", "storage", "sell", "boxed", "physical", "copy", "copies",
 })
 OPINION_WORDS = frozenset({
@@ -190,27 +214,42 @@ OPINION_WORDS = frozenset({
     "loved", "liked", "like", "dislike", "disliked", "hated", "hate", "best", "top",
     "recommended", "recommend", "recommendations", "must", "meh", "ok", "okay", "boring",
     "overrated", "disappointing", "disappointment", "awesome", "amazing", "great", "good",
-    "bad", "excellent", "pleasures", "pleasure", "rated", "rating",
+    "excellent", "pleasures", "pleasure", "rated", "rating",
     "worst", "wonderful", "perfect", "enjoyed", "memorable",
 })
+NOT_CONCEPTS: tuple[str, ...] = (
+    "to-read", "favorites", "owned", "currently-reading", "books-i-own", "kindle", "ebook",
+    "library", "default", "read-in-2015", "biblioteca", "مكتبتي", "favoritos", "punya",
+    "done", "saw-the-movie", "botm", "scanned", "séries", "literatura", "narrativa",
+    "novela", "king", "patterson", "koontz", "nora", "preston-child", "3.5-stars",
+    "4.5-stars", "5-star-books", "2.5", "j-k-rowling", "e-books", "did-not-finish",
+)
+"""Shelves that must never become concepts, as written on Goodreads: issue 24's list and
+those a review of the first vocabulary found. The vocabulary report and the real-data
+test check that none of them (normalised) is a concept."""
 _WORD_RULES = (("status", STATUS_WORDS), ("format", FORMAT_WORDS),
                ("ownership", OWNERSHIP_WORDS), ("opinion", OPINION_WORDS))
 REASONS: tuple[str, ...] = ("stop-list", "year", "rating", "status", "format", "ownership",
-                            "opinion", "short", "author")
+                            "opinion", "short", "script", "author")
 """Why a shelf is not content, in the order the rules are tried."""
 
 _SEPARATORS = re.compile(r"[-_./]+")
 _SPACE = re.compile(r"\s+")
 _YEAR = re.compile(r"^(1[5-9]|20)\d\d$")
-_NUMBER = re.compile(r"^\d+(\.\d+)?$")
-_STARS = re.compile(r"^(\d+(\.\d+)?|one|two|three|four|five|half)( and a half)? ?stars?$")
+_NUMBER = re.compile(r"^\d+( \d+)?$")        # "1", and "2 5" from "2.5" once '.' is a space
+_STARS = re.compile(r"^(\d+( \d+)?|one|two|three|four|five|half)( and( a half| \d+))? ?"
+                    r"stars?( books?| reads?)?$")    # "4 5 stars", "4 and 5 star books"
+_LATIN = re.compile(r"^[\x00-\x7f]*[a-z][\x00-\x7f]*$")   # Latin letters only, after NFKD
 _KEY = re.compile(r"[^a-z0-9]+")
 
 
 def canonical(shelf: str) -> str:
     """The concept name of a shelf: "Science-Fiction" -> "science fiction",
-    "children-s-books" -> "children's books", "YA" -> "young adult"."""
-    s = _SEPARATORS.sub(" ", str(shelf).lower())
+    "children-s-books" -> "children's books", "YA" -> "young adult", "Cómics" ->
+    "comics" (accents dropped)."""
+    s = unicodedata.normalize("NFKD", str(shelf).lower())
+    s = "".join(c for c in s if not unicodedata.combining(c))
+    s = _SEPARATORS.sub(" ", s)
     s = s.replace("&", " and ")
     s = _SPACE.sub(" ", s).strip()
     s = re.sub(r"\b(\w+) s\b", r"\1's", s)          # Goodreads writes ' as -
@@ -255,27 +294,71 @@ def reason(name: str, authors: frozenset[str] | set[str] = frozenset()) -> str |
             return why
     if len(name) < 3:
         return "short"
+    if not _LATIN.search(name):
+        return "script"
     if person_key(name) in authors:
         return "author"
     return None
 
 
-def plural_merges(names: Mapping[str, int]) -> dict[str, str]:
-    """{spelling: kept spelling} for singular/plural pairs among `names` (name -> books
-    carrying it): "vampires"/"vampire", "mysteries"/"mystery"; the spelling more books
-    carry is kept. Stems shorter than four letters are left alone."""
-    merges: dict[str, str] = {}
+def _singular(word: str, names: Mapping[str, int] | None = None) -> str:
+    """A word's singular as far as spelling tells: witches -> witch, werewolves ->
+    werewolf, vampires -> vampire; -ies is -y (mysteries -> mystery) unless `names`
+    (name -> books) has more books for the -ie form (faeries -> faerie); -ss, -us and
+    -is words stay."""
+    if len(word) <= 4 or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies"):
+        ie, y = word[:-1], word[:-3] + "y"
+        counts = names or {}
+        return ie if counts.get(ie, 0) > counts.get(y, 0) else y
+    if word.endswith("ves"):
+        return word[:-3] + "f"
+    if word.endswith("es") and word[:-2].endswith(("s", "x", "z", "ch", "sh")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") else word
+
+
+_TRAILING = frozenset({"series", "books", "book", "lit", "literature", "novels", "winners",
+                       "winner", "prize"})
+"""Last words that name no new concept: "anita blake series" is "anita blake", "japanese
+literature" is "japanese", "booker prize winners" is "booker"."""
+
+
+def spelling_merges(names: Mapping[str, int]) -> dict[str, str]:
+    """{spelling: kept spelling} for names that differ only in plurals, word order, an
+    "and", or a last word of `_TRAILING` ("vampires" and "vampire", "mysteries" and
+    "mystery", "romance contemporary" and "contemporary romance", "alex cross series" and
+    "alex cross"; name -> books carrying it): each group keeps the spelling most books
+    carry."""
+    groups: dict[str, list[str]] = {}
     for name in names:
-        for plural_end, singular_end in (("ies", "y"), ("s", "")):
-            if not name.endswith(plural_end):
-                continue
-            single = name[: len(name) - len(plural_end)] + singular_end
-            if len(single) < 4 or single not in names or single == name:
-                continue
-            keep, drop = (single, name) if names[single] >= names[name] else (name, single)
-            merges[drop] = keep
-            break
+        words = [w for w in name.split(" ") if w != "and"]
+        while len(words) > 1 and words[-1] in _TRAILING:     # "alex cross series"
+            words.pop()
+        key = " ".join(sorted(_singular(w, names) for w in words))
+        groups.setdefault(key, []).append(name)
+    merges: dict[str, str] = {}
+    for members in groups.values():
+        keep = max(members, key=lambda n: (names[n], n))
+        merges.update({n: keep for n in members if n != keep})
     return merges
+
+
+def author_shelves(content: pd.DataFrame, authors: pd.Series, share: float = 0.5
+                   ) -> set[str]:
+    """Content names made only of words of the authors' names of at least `share` of the
+    books carrying them: "king" (Stephen King), "nora" (Nora Roberts), "preston child"
+    (Douglas Preston and Lincoln Child). `content`: item, name rows; `authors`: item ->
+    list of names. "child" stays: most of its books are not Lee Child's."""
+    words = {item: {person_key(w) for a in names for w in a.split()}
+             for item, names in authors.items()}
+    keys = {name: {person_key(w) for w in name.split(" ") if w != "and"} - {""}
+            for name in content["name"].unique()}
+    hits = [bool(keys[name]) and keys[name] <= words.get(item, set())
+            for item, name in zip(content["item"], content["name"], strict=True)]
+    by_name = pd.Series(hits, index=content.index, dtype=bool).groupby(content["name"]).mean()
+    return set(by_name.index[by_name >= share])
 
 
 @dataclass(frozen=True)
@@ -314,18 +397,21 @@ class BookConcepts:
         return out
 
 
-def book_concepts(book_tags: pd.DataFrame, authors: Iterable[Iterable[str]]) -> BookConcepts:
+def book_concepts(book_tags: pd.DataFrame, books: pd.DataFrame) -> BookConcepts:
     """Apply the filter to `book_tags` (item, tag, count; models.data.goodbooks
-    .load_book_tags). `authors`: every book's author names (no shelf named after one of
-    them becomes a concept)."""
+    .load_book_tags). `books`: item, authors (list of names) of every book: no shelf
+    named after an author becomes a concept."""
+    authors = books.set_index("item")["authors"]
     keys = author_keys(authors)
     names = pd.DataFrame({"tag": pd.unique(book_tags["tag"])})
     names["name"] = names["tag"].map(canonical)
     names["reason"] = names["name"].map(lambda n: reason(n, keys))
-    rows = book_tags.merge(names, on="tag")
-    content = rows.loc[rows["reason"].isna()]
+    content = book_tags.merge(names, on="tag").loc[lambda r: r["reason"].isna()]
+    by_author = author_shelves(content, authors)
+    names.loc[names["name"].isin(by_author) & names["reason"].isna(), "reason"] = "author"
+    content = content.loc[~content["name"].isin(by_author)]
     books_per_name = content.groupby("name")["item"].nunique()
-    merges = plural_merges({str(n): int(c) for n, c in books_per_name.items()})
+    merges = spelling_merges({str(n): int(c) for n, c in books_per_name.items()})
     names.loc[names["reason"].isna(), "name"] = names.loc[names["reason"].isna(), "name"].map(
         lambda n: merges.get(n, n))
     rows = book_tags.merge(names, on="tag")
