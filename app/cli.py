@@ -273,7 +273,6 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
     """Serve the web app and the JSON API (docs at /docs)."""
     import uvicorn
 
-    from app.coalesce import CoalescingHttpTools  # httptools, one socket write an answer
     from app.main import StartupError, create_app, load_engine, open_bundle, open_database
     from app.settings import Settings
     from app.workers import WorkerError, reuse_port_supported, run_workers
@@ -296,14 +295,14 @@ def serve(bundle_dir: Path | None, host: str, port: int, device: str | None,
                f"{workers} worker{'s' if workers > 1 else ''})")
     if engine is not None:
         uvicorn.run(create_app(settings, engine=engine), host=host, port=port,
-                    log_level=log_level, loop=loop, http=CoalescingHttpTools)
+                    log_level=log_level, loop=loop, http="httptools")
         return
     os.environ["KNOBS_BUNDLE"] = str(settings.bundle)
     os.environ["KNOBS_DEVICE"] = settings.device
     if not reuse_port_supported():          # uvicorn's workers, one shared socket
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
                     workers=workers, log_level=log_level, loop=loop,
-                    http=CoalescingHttpTools)
+                    http="httptools")
         return
     try:                                    # a socket each: connections spread evenly
         run_workers(host, port, workers, log_level, loop)

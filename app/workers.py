@@ -95,8 +95,6 @@ def _serve_one(host: str, port: int, log_level: str, loop: str, parent: int,
     once uvicorn serves."""
     import uvicorn
 
-    from app.coalesce import CoalescingHttpTools
-
     die_with_parent(parent)
 
     class Server(uvicorn.Server):
@@ -107,7 +105,7 @@ def _serve_one(host: str, port: int, log_level: str, loop: str, parent: int,
 
     sock = reuse_port_socket(host, port)
     config = uvicorn.Config("app.main:create_app", factory=True, log_level=log_level,
-                            loop=loop, http=CoalescingHttpTools)
+                            loop=loop, http="httptools")
     Server(config).run(sockets=[sock])
 
 

@@ -1,6 +1,6 @@
 """The HTTP floor of this machine: uvicorn processes set up as `knobs serve --workers N`
 sets up its workers (a socket each, bound with SO_REUSEPORT; the same event loop, asyncio
-by default, and httptools with one write per answer, app/coalesce.py; request logging
+by default, and uvicorn's httptools protocol; request logging
 off) that read each request's body and answer with the same canned JSON, doing no work.
 `benchmarks.performance` drives it with the same wrk load as the app, so the report shows
 what the server, the client and the machine cost before Knobs does anything.
@@ -15,7 +15,6 @@ import argparse
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from app.coalesce import CoalescingHttpTools
 from app.workers import die_with_parent, reuse_port_socket
 
 
@@ -57,7 +56,7 @@ def main() -> None:
     BODY = canned(args.bytes)
     sock = reuse_port_socket("127.0.0.1", args.port)
     config = uvicorn.Config(app, log_level="warning", access_log=False, loop=args.loop,
-                            http=CoalescingHttpTools)
+                            http="httptools")
     uvicorn.Server(config).run(sockets=[sock])
 
 
